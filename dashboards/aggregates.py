@@ -1,0 +1,285 @@
+"""Pure pandas/numpy aggregations behind the figures (no plotting here, easy to test).
+
+Every function reduces the (possibly multi-million-row) client table to a small frame whose size
+depends on the number of rounds, device classes or histogram bins, never on the number of rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dashboards.style import OUTCOMES, PHASES
+
+MAX_ROUND_POINTS = 2000  # line charts over rounds keep at most this many points
+MAX_ROUND_BARS = 600  # stacked bars over rounds: consecutive rounds are binned beyond this
+
+
+def codes(s: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer codes (-1 = missing) and string labels of a column, without per-row strings."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.cat.codes.to_numpy().astype(np.int64), [str(c) for c in s.cat.categories]
+    c, uniques = pd.factorize(s, use_na_sentinel=True)
+    return c.astype(np.int64), [str(u) for u in uniques]
+
+
+def count_table(rows: pd.Series, cols: pd.Series, mask: np.ndarray | None = None) -> pd.DataFrame:
+    """Counts of (rows value, cols value) pairs as a frame, like a crosstab but O(n) bincount."""
+    a, alab = codes(rows)
+    b, blab = codes(cols)
+    keep = (a >= 0) & (b >= 0)
+    if mask is not None:
+        keep &= mask
+    flat = np.bincount(a[keep] * max(len(blab), 1) + b[keep],
+                       minlength=len(alab) * len(blab)).reshape(len(alab), len(blab))
+    t = pd.DataFrame(flat, index=alab, columns=blab)
+    t = t.T.groupby(level=0, sort=False).sum().T.groupby(level=0, sort=False).sum()
+    t = t.loc[t.sum(axis=1) > 0, t.sum(axis=0) > 0]
+    return t.sort_index()
+
+
+def phases_done(clients: pd.DataFrame) -> pd.DataFrame:
+    """Seconds each client really spent per phase: planned phase times cut at ``stop_s``.
+
+    ``download_s``/``compute_s``/``upload_s`` are the planned durations; a client that stopped
+    early (dropped, offline, straggler, overcommitted) only did the part before ``stop_s``.
+    """
+    span = (clients["stop_s"] - clients["start_s"]).to_numpy(dtype=float, na_value=0.0)
+    d = clients["download_s"].to_numpy(dtype=float, na_value=0.0)
+    c = clients["compute_s"].to_numpy(dtype=float, na_value=0.0)
+    u = clients["upload_s"].to_numpy(dtype=float, na_value=0.0)
+    d_done = np.clip(span, 0.0, d)
+    c_done = np.clip(span - d, 0.0, c)
+    u_done = np.clip(span - d - c, 0.0, u)
+    return pd.DataFrame({"download": d_done, "compute": c_done, "upload": u_done},
+                        index=clients.index)
+
+
+def thin_rounds(rounds: pd.DataFrame, max_points: int = MAX_ROUND_POINTS) -> pd.DataFrame:
+    """Every k-th round (always keeping the last) so a line has at most ``max_points`` points."""
+    n = len(rounds)
+    if n <= max_points:
+        return rounds
+    idx = np.unique(np.append(np.linspace(0, n - 1, max_points).astype(int), n - 1))
+    return rounds.iloc[idx]
+
+
+def round_phase_split(rounds: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
+    """Split each round's duration along its critical path.
+
+    The critical client is the completed client that finished last. Its download, compute and
+    upload times are stacked; ``waiting`` is the rest of the round (duration minus that client's
+    busy time, e.g. the wait for a deadline when fewer than the target count finished), so the
+    four columns add up to ``duration_s``. A round without completed clients is all waiting.
+    Columns: round, sim_start_s, duration_s, download, compute, upload, waiting, critical_class.
+    """
+    out = rounds[["round", "sim_start_s", "duration_s"]].copy().reset_index(drop=True)
+    pos = np.flatnonzero((clients["outcome"] == "completed").to_numpy())
+    if len(pos):
+        ph = {p: clients[f"{p}_s"].to_numpy(float)[pos] for p in PHASES}
+        busy = pd.Series(ph["download"] + ph["compute"] + ph["upload"])
+        crit = busy.groupby(clients["round"].to_numpy()[pos]).idxmax()
+        at = crit.to_numpy()
+        cls = (clients["device_class"].iloc[pos[at]].astype(str).to_numpy()
+               if "device_class" in clients else np.full(len(at), ""))
+        frame = pd.DataFrame({"round": crit.index.to_numpy(), **{p: ph[p][at] for p in PHASES},
+                              "critical_class": cls})
+        out = out.merge(frame, on="round", how="left")
+    else:
+        for p in PHASES:
+            out[p] = np.nan
+        out["critical_class"] = ""
+    for p in PHASES:
+        out[p] = out[p].fillna(0.0)
+    out["critical_class"] = out["critical_class"].fillna("none completed")
+    busy = out[list(PHASES)].sum(axis=1)
+    out["waiting"] = (out["duration_s"] - busy).clip(lower=0.0)
+    return out
+
+
+def bin_rounds(split: pd.DataFrame, max_bars: int = MAX_ROUND_BARS) -> tuple[pd.DataFrame, int]:
+    """Average consecutive rounds into at most ``max_bars`` bins; returns (frame, rounds per bin)."""
+    n = len(split)
+    if n <= max_bars:
+        return split, 1
+    k = int(np.ceil(n / max_bars))
+    key = np.arange(n) // k
+    num = split.select_dtypes("number").groupby(key).mean()
+    num["round"] = split["round"].groupby(key).first().to_numpy()
+    return num.reset_index(drop=True), k
+
+
+def outcome_counts_by_class(clients: pd.DataFrame) -> pd.DataFrame:
+    """Invitations per device class (rows) and outcome (columns, known outcomes first)."""
+    if not len(clients):
+        return pd.DataFrame(columns=list(OUTCOMES))
+    t = count_table(clients["device_class"], clients["outcome"])
+    cols = [o for o in OUTCOMES if o in t.columns] + sorted(c for c in t.columns if c not in OUTCOMES)
+    return t[cols].sort_index()
+
+
+def outcome_rates_by_class(clients: pd.DataFrame) -> pd.DataFrame:
+    """Share of each class's invitations per outcome, plus the named rates.
+
+    participation = completed / invited; dropout = (dropped + offline + low_battery) / invited;
+    straggler = (straggler + overcommitted) / invited; out_of_memory = out_of_memory / invited.
+    """
+    counts = outcome_counts_by_class(clients)
+    invited = counts.sum(axis=1)
+    rates = counts.div(invited.where(invited > 0), axis=0)
+    g = lambda *names: sum(counts[n] for n in names if n in counts) / invited  # noqa: E731
+    named = pd.DataFrame({
+        "invited": invited,
+        "participation": g("completed"),
+        "dropout": g("dropped", "offline", "low_battery"),
+        "straggler": g("straggler", "overcommitted"),
+        "out_of_memory": g("out_of_memory"),
+    })
+    return pd.concat([named, rates.add_prefix("share_")], axis=1).fillna(0.0)
+
+
+def assignment_mix_by_class(clients: pd.DataFrame, column: str = "workload",
+                            max_values: int = 8) -> pd.DataFrame:
+    """Invitation counts per device class (rows) and assigned value of ``column`` (columns).
+
+    Numeric columns with more than ``max_values`` distinct values are binned into quantile ranges.
+    """
+    s = clients[column]
+    if not isinstance(s.dtype, pd.CategoricalDtype) and pd.api.types.is_numeric_dtype(s):
+        vals = s.dropna()
+        if pd.unique(vals.to_numpy()).size > max_values:
+            s = pd.qcut(s, q=min(max_values, 6), duplicates="drop")
+        else:
+            uniq = np.sort(pd.unique(vals.to_numpy()))
+            code = np.searchsorted(uniq, s.to_numpy(float))
+            code[s.isna().to_numpy()] = -1  # unassigned: not counted
+            s = pd.Series(pd.Categorical.from_codes(code, categories=[f"{v:g}" for v in uniq]),
+                          index=s.index)
+    t = count_table(clients["device_class"], s)
+    if isinstance(s.dtype, pd.CategoricalDtype):  # keep the natural order of values
+        order = [str(c) for c in s.cat.categories]
+        t = t[[c for c in order if c in t.columns]]
+    return t
+
+
+def traffic_energy(rounds: pd.DataFrame) -> pd.DataFrame:
+    """Per round and cumulative bytes down/up and energy, against the round's end time."""
+    out = rounds[["round", "sim_end_s"]].copy()
+    for c in ("bytes_down", "bytes_up", "energy_j"):
+        v = rounds[c].fillna(0.0) if c in rounds else pd.Series(0.0, index=rounds.index)
+        out[c] = v
+        out[f"cum_{c}"] = v.cumsum()
+    return out
+
+
+def population_mix(clients: pd.DataFrame) -> pd.DataFrame:
+    """Distinct clients seen per device class and link type (rows: class, columns: link)."""
+    first = ~pd.Series(clients["client_id"].to_numpy()).duplicated().to_numpy()
+    link = clients["link"] if "link" in clients else pd.Series("all", index=clients.index)
+    return count_table(clients["device_class"], link, mask=first)
+
+
+MAX_QUANTILE_SAMPLES = 1_000_000
+
+
+def rate_quantiles(clients: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Distribution per device class over completed invitations, as quantiles.
+
+    Metrics: ``downlink`` = 8 * bytes_down / download_s and ``uplink`` = 8 * bytes_up / upload_s
+    in Mbit/s (latency included, so what the client really got), ``throughput`` = n_samples /
+    compute_s in samples/s. Each frame has one row per class and columns p5, p25, p50, p75, p95,
+    mean, n. Beyond a million rows an evenly strided subset estimates the quantiles.
+    """
+    done = (clients["outcome"] == "completed").to_numpy()
+    cls, labels = codes(clients["device_class"])
+    pos = np.flatnonzero(done & (cls >= 0))
+    if len(pos) > MAX_QUANTILE_SAMPLES:
+        pos = pos[:: int(np.ceil(len(pos) / MAX_QUANTILE_SAMPLES))]
+    defs = {"downlink": ("bytes_down", "download_s", 8e-6), "uplink": ("bytes_up", "upload_s", 8e-6),
+            "throughput": ("n_samples", "compute_s", 1.0)}
+    out: dict[str, pd.DataFrame] = {}
+    k = cls[pos]
+    for name, (num, den, scale) in defs.items():
+        if num not in clients or den not in clients:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = scale * clients[num].to_numpy(float)[pos] / clients[den].to_numpy(float)[pos]
+        ok = np.isfinite(v) & (v > 0)
+        rows = {}
+        for code in np.unique(k[ok]):
+            x = v[ok & (k == code)]
+            q = np.percentile(x, [5, 25, 50, 75, 95])
+            rows[labels[code]] = {**dict(zip(("p5", "p25", "p50", "p75", "p95"), q)),
+                                  "mean": float(x.mean()), "n": int(len(x))}
+        out[name] = pd.DataFrame.from_dict(rows, orient="index").sort_index()
+    return out
+
+
+def sample_timeline(clients: pd.DataFrame, rounds: pd.DataFrame, max_rounds: int = 40,
+                    max_clients: int = 200) -> pd.DataFrame:
+    """Deterministic sample for the per-round timeline.
+
+    Rounds: ``max_rounds`` evenly spaced over the run (first and last included). Clients: in each
+    round, rows sorted by stop time then client id, and ``max_clients`` evenly spaced ranks kept
+    (so the fastest and the slowest client are always shown). Adds the phase seconds really done
+    (``download``, ``compute``, ``upload``), ``t0`` (seconds after round start the client began)
+    and ``row`` (0 = first to stop).
+    """
+    all_rounds = np.sort(rounds["round"].unique()) if len(rounds) else np.sort(
+        clients["round"].unique())
+    if not len(all_rounds):
+        return clients.iloc[:0]
+    pick = all_rounds[np.unique(np.linspace(0, len(all_rounds) - 1,
+                                            min(max_rounds, len(all_rounds))).astype(int))]
+    sub = clients[clients["round"].isin(pick)]
+    sub = sub.sort_values(["round", "stop_s", "client_id"], kind="stable")
+    sizes = sub.groupby("round").size()
+    keep = []
+    offset = 0
+    for r, n in zip(sizes.index, sizes.to_numpy()):
+        m = min(n, max_clients)
+        keep.append(offset + np.unique(np.linspace(0, n - 1, m).astype(int)))
+        offset += n
+    sub = sub.iloc[np.concatenate(keep)] if keep else sub.iloc[:0]
+    sub = sub.copy()
+    ph = phases_done(sub)
+    for p in PHASES:
+        sub[p] = ph[p].to_numpy()
+    starts = rounds.set_index("round")["sim_start_s"] if "sim_start_s" in rounds else None
+    r0 = sub["round"].map(starts) if starts is not None else sub.groupby("round")["start_s"].transform("min")
+    sub["t0"] = (sub["start_s"] - r0.fillna(sub["start_s"])).to_numpy(float)
+    sub["row"] = sub.groupby("round").cumcount()
+    return sub
+
+
+def participation_counts(clients: pd.DataFrame) -> pd.Series:
+    """Completed participations per client id."""
+    done = clients[clients["outcome"] == "completed"]
+    return done.groupby("client_id").size()
+
+
+def jain_index(counts: np.ndarray | pd.Series, population: int | None = None) -> float:
+    """Jain's fairness index (sum x)^2 / (n * sum x^2) of per-client counts.
+
+    Clients of the population that never took part count as zeros (n = population when given
+    and larger than the number of counts). 1 = perfectly even, 1/n = one client did everything.
+    """
+    x = np.asarray(counts, dtype=float)
+    n = max(len(x), int(population or 0))
+    sq = float(np.sum(x * x))
+    if n == 0 or sq == 0:
+        return float("nan")
+    return float(np.sum(x) ** 2 / (n * sq))
+
+
+def time_to_target(rounds: pd.DataFrame, target: float) -> float:
+    """Simulated seconds (end of the first round) at which accuracy first reached ``target``."""
+    ok = rounds[rounds["accuracy"] >= target]
+    return float(ok["sim_end_s"].iloc[0]) if len(ok) else float("nan")
+
+
+def step_on_grid(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Value of a step series (known from each time on) at each grid point; NaN before the first."""
+    idx = np.searchsorted(times, grid, side="right") - 1
+    out = np.where(idx >= 0, values[np.clip(idx, 0, None)], np.nan)
+    return out.astype(float)

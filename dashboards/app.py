@@ -1,0 +1,253 @@
+"""Live dashboard: a Dash app over a runs directory (``fedfleet serve [RUNS_DIR]``).
+
+Lists complete runs (``NAME/`` with manifest.json) and unfinished ones (``NAME.partial/``), shows
+the chosen run's panels (the same figures as the HTML report), re-reads a run in progress every
+two seconds when its files change, and compares several chosen runs.
+
+``make_app(runs_dir)`` builds the app; ``start_server(runs_dir, host, port)`` serves it from a
+background thread (used by the tests), ``serve(...)`` in the foreground.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboards import compare as C
+from dashboards.data import load_run, signature
+from dashboards.data import list_runs as _list_runs
+from dashboards.figures import summary_numbers
+from dashboards.report import (
+    CSS, PLOTLY_CONFIG, Panel, comparison_panels, load_series, run_header_items, run_panels,
+)
+from dashboards.style import fmt_duration
+
+REFRESH_MS = 2000
+
+APP_CSS = CSS + """
+.layout{display:flex;align-items:flex-start}
+aside{width:290px;flex:none;padding:16px 18px;background:white;border-right:1px solid #e4e7eb;
+  min-height:calc(100vh - 64px);font-size:13px}
+aside h3{font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:#616e7c;
+  margin:14px 0 6px}
+aside label{display:block;padding:3px 0;cursor:pointer}
+aside .hint{color:#7b8794;font-size:12px;margin-top:6px}
+.content{flex:1;min-width:0}
+.topbar{background:#102a43;color:#f0f4f8;padding:14px 24px}
+.topbar h1{margin:0;font-size:18px;font-weight:600}
+.topbar span{color:#9fb3c8;font-size:13px;margin-left:12px}
+.runhead{background:#243b53;color:#f0f4f8;padding:14px 24px;border-radius:0}
+.runhead h2{margin:0 0 10px;font-size:17px;font-weight:600}
+.content main{padding:16px 24px 32px}
+#tabs .tab{padding:9px 0;font-size:14px}
+.badge{font-size:11px;padding:1px 6px;border-radius:8px;margin-left:6px;background:#e4e7eb;
+  color:#334e68}
+.badge.running{background:#fce8c3;color:#8d5a00}
+"""
+
+
+def _index_string() -> str:
+    return ("<!DOCTYPE html><html><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}"
+            f"<style>{APP_CSS}</style></head><body>{{%app_entry%}}<footer>{{%config%}}"
+            "{%scripts%}{%renderer%}</footer></body></html>")
+
+
+def _run_options(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    opts = []
+    for r in runs:
+        name = r["name"][: -len(".partial")] if r["name"].endswith(".partial") else r["name"]
+        if r["status"] == "running":
+            total = f"/{r['rounds']}" if r.get("rounds") else ""
+            badge = html.Span(f"running · {r.get('rounds_done', 0)}{total} rounds",
+                              className="badge running")
+        else:
+            acc = r.get("final_accuracy")
+            badge = html.Span(f"{acc:.1%}" if isinstance(acc, (int, float)) else "complete",
+                              className="badge")
+        opts.append({"label": html.Span([name, badge]), "value": r["path"]})
+    return opts
+
+
+def _panel_div(p: Panel) -> html.Div:
+    return html.Div(className="panel", id=f"panel-{p.id}", children=[
+        html.P(p.caption, className="caption"),
+        dcc.Graph(id=f"graph-{p.id}", figure=p.figure, config=PLOTLY_CONFIG,
+                  style={"height": f"{int(p.figure.layout.height or 420)}px"}),
+    ])
+
+
+def _cards(items: list[tuple[str, str]]) -> html.Div:
+    return html.Div(className="cards", children=[
+        html.Div(className="card", children=[html.Div(k, className="k"), html.Div(v, className="v")])
+        for k, v in items])
+
+
+def run_view(path: Path) -> list[Any]:
+    run = load_run(path)
+    numbers = summary_numbers(run.rounds, run.clients)
+    head = html.Div(className="runhead", children=[
+        html.H2(f"{run.name}" + (" (in progress)" if run.status == "running" else "")),
+        _cards(run_header_items(run.manifest, numbers, run.status)),
+    ])
+    return [head, html.Main([_panel_div(p) for p in run_panels(run.rounds, run.clients)])]
+
+
+def compare_view(paths: list[Path], target: float | None) -> list[Any]:
+    series = load_series(paths)
+    tgt = float(target) if target is not None else C.default_target(series)
+    summary = C.summary_table(series, tgt)
+    rows = [html.Tr([html.Td(r.label), html.Td(f"{r.final_accuracy:.1%}"
+                                               if r.final_accuracy == r.final_accuracy else "–"),
+                     html.Td(fmt_duration(r.time_to_target_s)),
+                     html.Td("–" if r.jain != r.jain else f"{r.jain:.3f}")])
+            for r in summary.itertuples()]
+    head = html.Div(className="runhead", children=[
+        html.H2(f"Comparing {len(series)} runs · target accuracy {tgt:.1%}"),
+        html.Table(className="runs", children=[
+            html.Tr([html.Th("run"), html.Th("final accuracy"), html.Th("time to target"),
+                     html.Th("Jain's index")]), *rows]),
+    ])
+    return [head, html.Main([_panel_div(p) for p in comparison_panels(series, tgt)])]
+
+
+def _layout(runs_dir: Path) -> html.Div:
+    """Built per page load, so a new browser tab sees the runs as they are now."""
+    runs = _list_runs(runs_dir)
+    first = next((r["path"] for r in runs if r["status"] == "running"),
+                 runs[-1]["path"] if runs else None)
+    return html.Div([
+        html.Div(className="topbar", children=[html.H1(["FedFleet", html.Span(str(runs_dir))])]),
+        html.Div(className="layout", children=[
+            html.Aside([
+                html.H3("Runs"),
+                dcc.RadioItems(id="run-list", options=_run_options(runs), value=first),
+                html.Div("Unfinished runs refresh every 2 s.", className="hint"),
+                html.H3("Compare"),
+                dcc.Checklist(id="compare-select", value=[],
+                              options=[{"label": o["label"].children[0], "value": o["value"]}
+                                       for o in _run_options(runs)]),
+                html.Div("Tick runs, then open the Compare tab.", className="hint"),
+                html.H3("Target accuracy"),
+                dcc.Input(id="target", type="number", min=0, max=1, step=0.01,
+                          placeholder="default: 90% of best", debounce=True,
+                          style={"width": "100%"}),
+            ]),
+            html.Div(className="content", children=[
+                dcc.Tabs(id="tabs", value="run", children=[
+                    dcc.Tab(label="Run", value="run",
+                            children=dcc.Loading(html.Div(id="run-view"), type="dot",
+                                                delay_show=600)),
+                    dcc.Tab(label="Compare", value="compare",
+                            children=dcc.Loading(html.Div(id="compare-view"), type="dot",
+                                                delay_show=600)),
+                ]),
+            ]),
+        ]),
+        dcc.Interval(id="tick", interval=REFRESH_MS),
+        dcc.Store(id="run-sig"),
+        dcc.Store(id="compare-sig"),
+        dcc.Store(id="list-key"),
+    ])
+
+
+def make_app(runs_dir: str | Path) -> Dash:
+    """The live dashboard for ``runs_dir`` (not started)."""
+    runs_dir = Path(runs_dir)
+    app = Dash(__name__, title="FedFleet", update_title=None, serve_locally=True,
+               suppress_callback_exceptions=True, assets_folder=str(Path(__file__).parent /
+                                                                    "_no_assets"))
+    app.index_string = _index_string()
+    app.layout = lambda: _layout(runs_dir)
+
+    @app.callback(Output("run-list", "options"), Output("run-list", "value"),
+                  Output("compare-select", "options"), Output("list-key", "data"),
+                  Input("tick", "n_intervals"), State("run-list", "value"),
+                  State("list-key", "data"))
+    def refresh_list(_n: int | None, value: str | None, last: Any):  # type: ignore[no-untyped-def]
+        found = _list_runs(runs_dir)
+        key = [[r["path"], r["status"], r.get("rounds_done"), r.get("final_accuracy")]
+               for r in found]
+        if key == last:
+            raise PreventUpdate  # nothing changed: do not re-trigger the views
+        opts = _run_options(found)
+        paths = {o["value"] for o in opts}
+        new_value = value
+        if value and value not in paths and value.endswith(".partial"):
+            done = value[: -len(".partial")]  # the run finished and was renamed
+            new_value = done if done in paths else None
+        if new_value not in paths:
+            new_value = opts[-1]["value"] if opts else None
+        cmp_opts = [{"label": o["label"].children[0], "value": o["value"]} for o in opts]
+        return opts, (no_update if new_value == value else new_value), cmp_opts, key
+
+    @app.callback(Output("run-view", "children"), Output("run-sig", "data"),
+                  Input("run-list", "value"), Input("tick", "n_intervals"),
+                  State("run-sig", "data"), State("tabs", "value"))
+    def show_run(path: str | None, _n: int | None, last: Any, tab: str):  # type: ignore[no-untyped-def]
+        if not path:
+            return [html.Main(html.P(f"No runs in {runs_dir} yet."))], None
+        sig = [path, list(map(list, signature(Path(path))))]
+        if sig == last or (tab != "run" and last is not None and last[0] == path):
+            raise PreventUpdate
+        return run_view(Path(path)), sig
+
+    @app.callback(Output("compare-view", "children"), Output("compare-sig", "data"),
+                  Input("compare-select", "value"), Input("target", "value"),
+                  Input("tabs", "value"), Input("tick", "n_intervals"),
+                  State("compare-sig", "data"))
+    def show_compare(paths: list[str] | None, target: float | None, tab: str, _n: int | None,
+                     last: Any):  # type: ignore[no-untyped-def]
+        if tab != "compare":
+            raise PreventUpdate
+        if not paths:
+            return [html.Main(html.P("Choose runs to compare in the list on the left."))], None
+        sig = [target, [[p, list(map(list, signature(Path(p))))] for p in paths]]
+        if sig == last:
+            raise PreventUpdate
+        existing = [Path(p) for p in paths if Path(p).exists()]
+        return compare_view(existing, target), sig
+
+    return app
+
+
+class ServerThread(threading.Thread):
+    """Serve a Dash app with werkzeug from a daemon thread; ``stop()`` shuts it down."""
+
+    def __init__(self, app: Dash, host: str = "127.0.0.1", port: int = 0) -> None:
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+        super().__init__(daemon=True)
+        self.server = make_server(host, port, app.server, threaded=True, request_handler=Quiet)
+        self.host, self.port = host, self.server.server_port
+        self.url = f"http://{host}:{self.port}/"
+
+    def run(self) -> None:
+        self.server.serve_forever()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.join(timeout=5)
+
+
+def start_server(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> ServerThread:
+    """Start the app for ``runs_dir`` in a background thread (port 0 = any free port)."""
+    t = ServerThread(make_app(runs_dir), host, port)
+    t.start()
+    return t
+
+
+def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8050) -> None:
+    """Serve in the foreground until interrupted."""
+    make_app(runs_dir).run(host=host, port=port, debug=False)
+
+
+__all__ = ["make_app", "start_server", "serve", "ServerThread"]

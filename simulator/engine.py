@@ -1,0 +1,138 @@
+"""The round loop: the one module that owns it.
+
+One synchronous round:  available -> select -> plan -> estimate -> resolve (simulated time) ->
+train survivors (executor) -> aggregate -> evaluate -> observe -> record.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from simulator import FedFleetError
+from simulator import rng as R
+from simulator import rounds
+from simulator.aggregation import apply_fedavg
+from simulator.checkpoint import load_checkpoint, save_checkpoint
+from simulator.cost import estimate
+from simulator.data import build_dataset
+from simulator.execution import JobBatch, make_executor
+from simulator.planning import make_planner
+from simulator.population import Population, sample_population
+from simulator.profiles import catalog
+from simulator.recording import Recorder
+from simulator.round_data import client_columns, round_row
+from simulator.scenario import Scenario
+from simulator.selection import RoundContext, RoundFeedback, make_selector
+
+IDLE_STEP_S = 600.0  # when nobody is online, the clock jumps ahead to the next window
+
+
+@dataclass
+class RoundReport:
+    round: int
+    sim_end_s: float
+    accuracy: float
+    completed: int
+
+
+def build_population(sc: Scenario) -> tuple[Population, Any]:
+    profiles = catalog(sc.population.profiles_dir)
+    mix = sc.population.mix
+    pop = sample_population([profiles[m.profile] for m in mix], [m.share for m in mix],
+                            sc.population.size, sc.seed)
+    dataset = build_dataset(sc, pop.size)
+    pop.n_samples = np.asarray(dataset.n_samples, np.int64)
+    return pop, dataset
+
+
+class Simulation:
+    def __init__(self, sc: Scenario) -> None:
+        self.sc = sc
+        self.pop, dataset = build_population(sc)
+        self.planner = make_planner(sc, self.pop, dataset.n_features, dataset.n_classes)
+        self.selector = make_selector(sc, self.pop)
+        self.real = sc.mode == "real"
+        self.executor = make_executor(sc, self.pop.size) if self.real else None
+        self.global_flat = self.executor.initial_state() if self.executor else np.zeros(0)
+        self.clock_s = 0.0
+        self.next_round = 0
+        self.accuracy: float | None = None
+
+    def _estimate_fn(self, rnd: int) -> Callable[[np.ndarray], np.ndarray]:
+        def est(ids: np.ndarray) -> np.ndarray:
+            plan = self.planner.plan(rnd, ids, self.pop)
+            p = self.pop
+            return estimate(p.downlink_bits_per_s[ids], p.uplink_bits_per_s[ids],
+                            p.latency_s[ids], p.train_flops_per_s[ids], plan.cost).total_s
+        return est
+
+    def step(self, recorder: Recorder) -> RoundReport:
+        sc, pop, rnd, t0 = self.sc, self.pop, self.next_round, self.clock_s
+        wall0 = time.perf_counter()
+        candidates = np.flatnonzero(pop.available(t0))
+        if candidates.size == 0:
+            wait = pop.seconds_until_online(t0, np.arange(pop.size)).min()
+            self.clock_s = t0 + max(float(wait), IDLE_STEP_S)
+            return RoundReport(rnd, self.clock_s, math.nan, 0)
+        ctx = RoundContext(rnd, t0, pop, sc.clients_per_round, sc.deadline_s,
+                           self._estimate_fn(rnd), self.accuracy)
+        n_invite = min(sc.selected_per_round, candidates.size)
+        ids = np.sort(self.selector.select(ctx, candidates, n_invite, R.stream(sc.seed, R.SELECTION, rnd)))
+        plan = self.planner.plan(rnd, ids, pop)
+        timing = estimate(pop.downlink_bits_per_s[ids], pop.uplink_bits_per_s[ids],
+                          pop.latency_s[ids], pop.train_flops_per_s[ids], plan.cost)
+        drop_after = rounds.draw_dropout_after_s(pop.dropout_hazard_per_s[ids],
+                                                 R.stream(sc.seed, R.DROPOUT, rnd))
+        out = rounds.resolve_sync_round(timing, min(sc.clients_per_round, len(ids)), drop_after,
+                                        pop.seconds_until_offline(t0, ids), sc.deadline_s,
+                                        plan.infeasible)
+        done = out.outcome == rounds.COMPLETED
+        train_loss = np.full(len(ids), np.nan)
+        train_loss_sq = np.full(len(ids), np.nan)
+        acc = loss = math.nan
+        if self.real and done.any():
+            survivors = ids[done]
+            seeds = np.array([R.int_seed(sc.seed, R.TRAINING, rnd, c) for c in survivors], np.uint64)
+            jobs = JobBatch(rnd, survivors, seeds, {k: v[done] for k, v in plan.columns.items()})
+            partial = self.executor.run(self.global_flat, jobs).sorted()  # type: ignore[union-attr]
+            self.global_flat = apply_fedavg(self.global_flat, partial, sc.aggregation.server_lr)
+            train_loss[done] = partial.loss_mean
+            train_loss_sq[done] = partial.loss_sq_mean
+        if self.real:
+            acc, loss = self.executor.evaluate(self.global_flat)  # type: ignore[union-attr]
+            self.accuracy = acc
+        self.selector.observe(RoundFeedback(rnd, ids, out.outcome, timing.total_s,
+                                            pop.n_samples[ids], train_loss, train_loss_sq,
+                                            acc if self.real else None))
+        cols = client_columns(rnd, t0, ids, pop, plan, timing, out, train_loss)
+        row = round_row(rnd, t0, candidates.size, out, cols, acc, loss, time.perf_counter() - wall0)
+        recorder.append(row, cols)
+        self.clock_s = t0 + out.duration_s
+        self.next_round = rnd + 1
+        return RoundReport(rnd, self.clock_s, acc, row["completed"])
+
+    # --- checkpointing --------------------------------------------------------------------------
+    def checkpoint(self, recorder: Recorder) -> None:
+        recorder.flush()
+        save_checkpoint(recorder.partial_dir, self.next_round, self.clock_s, self.accuracy,
+                        self.global_flat, self.selector.state_dict())
+
+    def restore(self, recorder: Recorder) -> None:
+        ck = load_checkpoint(recorder.partial_dir)
+        if ck is None:
+            raise FedFleetError(f"no checkpoint in '{recorder.partial_dir}' (nothing to resume; "
+                                "set output.checkpoint_every to make runs resumable)")
+        self.next_round, self.clock_s, self.accuracy = ck.next_round, ck.clock_s, ck.accuracy
+        if self.real:
+            self.global_flat = ck.global_flat
+        self.selector.load_state_dict(ck.selector_state)
+        recorder.truncate_after(self.next_round - 1)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()

@@ -1,0 +1,152 @@
+"""Ray executor: a pool of actors, each hosting a shard of the population and a resident model.
+
+Client c belongs to actor ``c % n_actors``. Each round the global weights go into the object
+store once (``ray.put``) and every actor gets one call carrying its batch of jobs; it returns one
+partial sum. A dead actor is restarted and its jobs re-run (up to ``executor.max_retries``);
+fixed-point aggregation makes the result independent of where and how often a job ran.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from simulator import FedFleetError
+from simulator.aggregation import Partial
+from simulator.execution.base import JobBatch
+
+
+def _host_class():  # type: ignore[no-untyped-def]
+    import ray
+
+    @ray.remote
+    class ClientHost:
+        def __init__(self, scenario: Any, population_size: int, threads: int) -> None:
+            import torch
+
+            torch.set_num_threads(max(1, threads))
+            from simulator.workloads import build_workload
+
+            self.workload = build_workload(scenario, population_size)
+
+        def n_params(self) -> int:
+            return int(self.workload.n_params)
+
+        def initial_state(self) -> np.ndarray:
+            return self.workload.initial_state()
+
+        def train(self, global_flat: np.ndarray, jobs: JobBatch) -> Partial:
+            return self.workload.train(global_flat, jobs)
+
+        def evaluate(self, flat: np.ndarray) -> tuple[float, float]:
+            return self.workload.evaluate(flat)
+
+        def pid(self) -> int:
+            return os.getpid()
+
+    return ClientHost
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join ``address`` (or RAY_ADDRESS) if given, else start a local instance."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    addr = address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "configure_logging": False}
+    try:
+        if addr:
+            ray.init(address=addr, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise FedFleetError(f"executor.address: cannot start or join Ray ({exc})") from None
+
+
+class RayExecutor:
+    def __init__(self, scenario: Any, population_size: int) -> None:
+        import ray
+
+        ex = scenario.executor
+        init_ray(ex.address)
+        self.ray = ray
+        self.scenario = scenario
+        self.population_size = population_size
+        cpus = float(ray.cluster_resources().get("CPU", 1))
+        self.n_actors = ex.num_actors or max(1, int(cpus // ex.num_cpus_per_actor))
+        need = self.n_actors * ex.num_cpus_per_actor
+        if need > cpus + 1e-9:
+            raise FedFleetError(
+                f"executor.num_actors: {self.n_actors} actors x {ex.num_cpus_per_actor:g} CPU need "
+                f"{need:g} CPUs but the Ray cluster has {cpus:g} (lower executor.num_actors or "
+                "executor.num_cpus_per_actor; fractions such as 0.5 are allowed)"
+            )
+        self.max_retries = ex.max_retries
+        self.retries_used = 0
+        self._options: dict[str, Any] = {"num_cpus": ex.num_cpus_per_actor,
+                                         "num_gpus": ex.num_gpus_per_actor,
+                                         "max_restarts": 0}
+        if ex.resources:
+            self._options["resources"] = dict(ex.resources)
+        self._threads = max(1, int(ex.num_cpus_per_actor))
+        self._cls = _host_class()
+        self.actors = [self._spawn() for _ in range(self.n_actors)]
+        self.n_params = int(ray.get(self.actors[0].n_params.remote()))
+        self._init = ray.get(self.actors[0].initial_state.remote())
+
+    def _spawn(self):  # type: ignore[no-untyped-def]
+        return self._cls.options(**self._options).remote(
+            self.scenario, self.population_size, self._threads)
+
+    def initial_state(self) -> np.ndarray:
+        return np.array(self._init, copy=True)
+
+    def shard(self, jobs: JobBatch) -> list[JobBatch]:
+        owner = jobs.client_ids % self.n_actors
+        return [jobs.subset(owner == a) for a in range(self.n_actors)]
+
+    def run(self, global_flat: np.ndarray, jobs: JobBatch) -> Partial:
+        ray = self.ray
+        ref = ray.put(global_flat)
+        shards = self.shard(jobs)
+        pending = {a: self.actors[a].train.remote(ref, s) for a, s in enumerate(shards) if len(s)}
+        total = Partial.empty(self.n_params)
+        while pending:
+            a, fut = next(iter(pending.items()))
+            try:
+                part = ray.get(fut)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError,
+                    ray.exceptions.ActorUnavailableError) as exc:
+                if self.retries_used >= self.max_retries:
+                    raise FedFleetError(
+                        f"executor: actor {a} failed and executor.max_retries "
+                        f"({self.max_retries}) is exhausted ({type(exc).__name__}); completed "
+                        "rounds are kept"
+                    ) from None
+                self.retries_used += 1
+                self.actors[a] = self._spawn()
+                pending[a] = self.actors[a].train.remote(ref, shards[a])
+                continue
+            total = total.merge(part)
+            del pending[a]
+        return total
+
+    def evaluate(self, flat: np.ndarray) -> tuple[float, float]:
+        for attempt in range(self.max_retries + 1):
+            try:
+                return tuple(self.ray.get(self.actors[0].evaluate.remote(flat)))  # type: ignore[return-value]
+            except self.ray.exceptions.RayActorError:
+                self.actors[0] = self._spawn()
+        raise FedFleetError("executor: evaluation actor keeps failing")
+
+    def close(self) -> None:
+        for a in self.actors:
+            try:
+                self.ray.kill(a)
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                pass
+        self.actors = []

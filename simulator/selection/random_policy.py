@@ -1,0 +1,31 @@
+"""Uniform random selection over available clients (FedAvg, McMahan et al. AISTATS 2017)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from simulator.selection.base import RoundContext, RoundFeedback, register
+
+
+@register("random")
+class RandomSelector:
+    def __init__(self, scenario: Any = None, population: Any = None) -> None:
+        pass
+
+    def select(
+        self, ctx: RoundContext, candidates: np.ndarray, n: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        if n >= len(candidates):
+            return np.sort(candidates)
+        return np.sort(rng.choice(candidates, size=n, replace=False))
+
+    def observe(self, feedback: RoundFeedback) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

@@ -1,0 +1,52 @@
+"""`fedfleet serve [RUNS_DIR]`: the live dashboard (a Dash app, see dashboards/app.py).
+
+Only argument parsing lives here; the app itself never imports the simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  fedfleet serve                     # runs/ on http://127.0.0.1:8050
+  fedfleet serve /tmp/sweep --port 8060
+"""
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    runs_dir = Path(args.runs_dir)
+    if not runs_dir.is_dir():
+        print(f"fedfleet: error: RUNS_DIR: '{runs_dir}' is not a directory "
+              "(run a scenario first, or pass the folder that holds your runs)", file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536:
+        print(f"fedfleet: error: --port: {args.port} is not a TCP port (1-65535)", file=sys.stderr)
+        return 2
+    from dashboards.app import serve
+
+    print(f"FedFleet dashboard for {runs_dir.resolve()} on http://{args.host}:{args.port}/ "
+          "(Ctrl+C to stop)")
+    try:
+        serve(runs_dir, host=args.host, port=args.port)
+    except OSError as exc:
+        print(f"fedfleet: error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("serve", help="live dashboard over a runs directory",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=EPILOG,
+                              description="Serve a live dashboard: every run in RUNS_DIR, "
+                                          "runs in progress refreshed every 2 s, comparisons.")
+    p.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR",
+                   help="folder holding the runs (default: runs)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8050, help="TCP port (default: 8050)")
+    p.set_defaults(func=cmd_serve)
+    return p

@@ -1,0 +1,282 @@
+"""Dashboard aggregates and figures on tiny hand-made tables, plus a 5M-row scale check."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from dashboards import aggregates as A
+from dashboards import compare as C
+from dashboards import figures as F
+
+
+def _clients(rows: list[tuple]) -> pd.DataFrame:
+    cols = ["round", "client_id", "device_class", "outcome", "workload", "start_s", "stop_s",
+            "download_s", "compute_s", "upload_s", "bytes_down", "bytes_up", "n_samples"]
+    df = pd.DataFrame(rows, columns=cols)
+    df["link"] = "wifi"
+    return df
+
+
+@pytest.fixture
+def tiny() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rounds = pd.DataFrame({
+        "round": [0, 1], "sim_start_s": [0.0, 10.0], "sim_end_s": [10.0, 15.0],
+        "duration_s": [10.0, 5.0], "wall_s": [0.1, 0.2], "selected": [4, 2],
+        "completed": [2, 0], "dropped": [1, 1], "offline": [0, 0], "straggled": [0, 0],
+        "overcommitted": [0, 0], "out_of_memory": [1, 1], "accuracy": [0.5, 0.7],
+        "loss": [1.0, 0.8], "train_loss": [1.1, np.nan], "bytes_down": [4e6, 2e6],
+        "bytes_up": [2e6, 0.0], "energy_j": [100.0, 50.0], "wasted_device_s": [3.0, 4.0]})
+    clients = _clients([
+        # round 0 starts at 0: A and B complete (B is the slowest: busy 7), C drops at 2.5 s
+        (0, 1, "phone", "completed", "full", 0.0, 6.0, 1.0, 2.0, 3.0, 1e6, 1e6, 10),
+        (0, 2, "laptop", "completed", "lora", 0.0, 7.0, 2.0, 4.0, 1.0, 2e6, 1e6, 40),
+        (0, 3, "phone", "dropped", "full", 0.0, 2.5, 1.0, 2.0, 3.0, 1e6, 0.0, 10),
+        (0, 4, "phone", "out_of_memory", "none", 0.0, 0.0, 1.0, 2.0, 3.0, 0.0, 0.0, 10),
+        # round 1 starts at 10 s: nobody completes
+        (1, 1, "phone", "dropped", "full", 10.0, 14.0, 1.0, 2.0, 3.0, 2e6, 0.0, 10),
+        (1, 5, "laptop", "out_of_memory", "none", 10.0, 10.0, 1.0, 1.0, 1.0, 0.0, 0.0, 10),
+    ])
+    return rounds, clients
+
+
+def test_phases_done_cuts_at_stop(tiny):
+    _, clients = tiny
+    ph = A.phases_done(clients)
+    # dropped at 2.5 s: 1 s download, 1.5 s compute, no upload
+    assert ph.loc[2].tolist() == [1.0, 1.5, 0.0]
+    assert ph.loc[3].tolist() == [0.0, 0.0, 0.0]  # out of memory: never started
+    assert ph.loc[4].tolist() == [1.0, 2.0, 1.0]  # round 1: started at 10, stopped at 14
+    assert ph.loc[0].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_round_phase_split_critical_path_and_waiting(tiny):
+    rounds, clients = tiny
+    split = A.round_phase_split(rounds, clients).set_index("round")
+    assert split.loc[0, ["download", "compute", "upload", "waiting"]].tolist() == [2, 4, 1, 3]
+    assert split.loc[0, "critical_class"] == "laptop"
+    assert split.loc[1, ["download", "compute", "upload", "waiting"]].tolist() == [0, 0, 0, 5]
+    sums = split[["download", "compute", "upload", "waiting"]].sum(axis=1)
+    assert np.allclose(sums, split["duration_s"])
+
+
+def test_round_time_figure_stacks_to_duration(tiny):
+    rounds, clients = tiny
+    fig = F.round_time_figure(rounds, clients)
+    by_name = {t.name: list(t.y) for t in fig.data}
+    assert set(by_name) == {"download", "compute", "upload", "waiting"}
+    assert by_name["waiting"] == [3.0, 5.0]
+    assert by_name["download"] == [2.0, 0.0]
+    assert fig.layout.yaxis.title.text == "simulated time (s)"
+
+
+def test_outcome_rates_by_class(tiny):
+    _, clients = tiny
+    rates = A.outcome_rates_by_class(clients)
+    phone = rates.loc["phone"]
+    assert phone["invited"] == 4
+    assert phone["participation"] == pytest.approx(0.25)
+    assert phone["dropout"] == pytest.approx(0.5)
+    assert phone["out_of_memory"] == pytest.approx(0.25)
+    assert phone["straggler"] == 0
+    laptop = rates.loc["laptop"]
+    assert (laptop["participation"], laptop["out_of_memory"]) == (0.5, 0.5)
+    counts = A.outcome_counts_by_class(clients)
+    assert list(counts.columns) == ["completed", "dropped", "out_of_memory"]  # canonical order
+    assert counts.loc["phone"].tolist() == [1, 2, 1]
+
+
+def test_rates_figure_values(tiny):
+    _, clients = tiny
+    fig = F.rates_by_class_figure(clients)
+    phone = next(t for t in fig.data if t.name == "phone")
+    assert list(phone.y) == pytest.approx([0.25, 0.5, 0.0, 0.25])
+
+
+def test_assignment_mix_with_extra_columns(tiny):
+    _, clients = tiny
+    clients = clients.assign(rank=[0, 8, 0, np.nan, 0, np.nan])
+    mix = A.assignment_mix_by_class(clients, "workload")
+    assert mix.loc["phone"].to_dict() == {"full": 3, "lora": 0, "none": 1}
+    ranks = A.assignment_mix_by_class(clients, "rank")
+    assert list(ranks.columns) == ["0", "8"]
+    assert ranks.loc["laptop", "8"] == 1
+    assert ranks.loc["phone"].tolist() == [3, 0]  # the NaN (not assigned) is not counted
+    fig = F.workload_figure(clients)
+    groups = {t.legendgroup for t in fig.data}
+    assert groups == {"workload", "rank"}
+
+
+def test_assignment_mix_bins_many_numeric_values():
+    n = 1000
+    df = pd.DataFrame({"device_class": ["a"] * n, "cut": np.arange(n, dtype=float)})
+    mix = A.assignment_mix_by_class(df, "cut", max_values=8)
+    assert 2 <= mix.shape[1] <= 8 and mix.to_numpy().sum() == n
+
+
+def test_traffic_energy_cumulative(tiny):
+    rounds, _ = tiny
+    te = A.traffic_energy(rounds)
+    assert te["cum_bytes_down"].tolist() == [4e6, 6e6]
+    assert te["cum_energy_j"].tolist() == [100.0, 150.0]
+    fig = F.traffic_energy_figure(rounds)
+    energy = next(t for t in fig.data if t.name == "energy")
+    assert list(energy.y) == pytest.approx([0.1, 0.15])  # 150 J shown in kJ
+    assert fig.layout.yaxis2.title.text == "kJ"
+
+
+def test_population_and_rates(tiny):
+    _, clients = tiny
+    mix = A.population_mix(clients)
+    assert mix.sum(axis=1).to_dict() == {"laptop": 2, "phone": 3}  # distinct client ids
+    q = A.rate_quantiles(clients)
+    # completed only: phone client 1 got 8 * 1e6 B / 1 s = 8 Mbit/s down
+    assert q["downlink"].loc["phone", "p50"] == pytest.approx(8.0)
+    assert q["throughput"].loc["laptop", "p50"] == pytest.approx(10.0)  # 40 samples / 4 s
+    fig = F.population_figure(clients)
+    assert any(isinstance(t, go.Box) for t in fig.data)
+
+
+def test_accuracy_figure_skips_unevaluated_rounds(tiny):
+    rounds, _ = tiny
+    rounds = pd.concat([rounds, rounds.assign(round=[2, 3], sim_end_s=[20.0, 25.0],
+                                              accuracy=[np.nan, 0.9])])
+    fig = F.accuracy_figure(rounds)
+    acc = [t for t in fig.data if t.name == "test accuracy"]
+    assert len(acc) == 2 and list(acc[1].x) == [0, 1, 3]
+    assert list(acc[0].y) == [0.5, 0.7, 0.9]
+
+
+def test_timeline_sample_is_bounded_and_deterministic(tiny):
+    rounds, clients = tiny
+    s = A.sample_timeline(clients, rounds)
+    assert len(s) == len(clients)
+    r1 = s[s["round"] == 1]
+    assert r1["t0"].tolist() == [0.0, 0.0]  # relative to the round start
+    assert r1["row"].tolist() == [0, 1] and r1["client_id"].tolist() == [5, 1]  # stop order
+    fig = F.timeline_figure(clients, rounds)
+    assert len(fig.layout.sliders[0].steps) == 2
+    first_visible = [t.name for t in fig.data if t.visible]
+    assert {"download", "compute", "upload", "dropped", "out_of_memory"} <= set(first_visible)
+
+
+def test_jain_time_to_target_and_band():
+    assert A.jain_index(np.array([1, 1, 1, 1])) == pytest.approx(1.0)
+    assert A.jain_index(np.array([4]), population=4) == pytest.approx(0.25)
+    assert A.jain_index(np.array([2, 0]), population=None) == pytest.approx(0.5)
+    r = pd.DataFrame({"round": [0, 1, 2], "sim_end_s": [10.0, 20.0, 30.0],
+                      "accuracy": [0.2, 0.6, 0.8]})
+    assert A.time_to_target(r, 0.6) == 20.0
+    assert np.isnan(A.time_to_target(r, 0.9))
+    a = C.RunSeries("a", "g", r, pd.DataFrame())
+    b = C.RunSeries("b", "g", r.assign(accuracy=[0.4, 0.4, 0.4]), pd.DataFrame())
+    band = C.group_band([a, b], points=3)
+    assert band["t"].tolist() == [10.0, 20.0, 30.0]
+    assert band["mean"].tolist() == pytest.approx([0.3, 0.5, 0.6])
+    assert band["min"].tolist() == pytest.approx([0.2, 0.4, 0.4])
+    assert C.default_target([a, b]) == pytest.approx(0.72)
+
+
+def test_comparison_figures(tiny):
+    rounds, clients = tiny
+    runs = [C.RunSeries("s1", "fedavg", rounds, clients, population=10),
+            C.RunSeries("s2", "fedavg", rounds.assign(accuracy=[0.6, 0.8]), clients, 10),
+            C.RunSeries("other", "other", rounds.assign(accuracy=[0.1, 0.2]), clients, 10)]
+    target = 0.6
+    summary = C.summary_table(runs, target)
+    assert summary["time_to_target_s"].tolist()[:2] == [15.0, 10.0]
+    assert np.isnan(summary["time_to_target_s"].iloc[2])
+    # completed per client: ids 1 and 2 once each over a population of 10
+    assert summary["jain"].iloc[0] == pytest.approx(4 / (10 * 2))
+    fig = C.accuracy_overlay_figure(runs, target)
+    assert [t.name for t in fig.data if t.showlegend is not False] == [
+        "fedavg (mean of 2)", "other"]
+    ttt = C.time_to_target_figure(summary, target)
+    assert list(ttt.data[0].y) == pytest.approx([12.5, 15.0])  # mean; "other": its run length
+    assert C.fairness_speed_figure(summary, target).data
+    part = C.participation_by_class_figure(runs)
+    assert {t.name for t in part.data} == {"fedavg", "other"}
+
+
+def test_empty_inputs_give_placeholder_figures():
+    empty = pd.DataFrame()
+    for fig in (F.accuracy_figure(empty), F.round_time_figure(empty, empty),
+                F.timeline_figure(empty, empty), F.rates_by_class_figure(empty),
+                F.workload_figure(empty), F.traffic_energy_figure(empty),
+                F.population_figure(empty)):
+        assert isinstance(fig, go.Figure) and fig.layout.annotations
+
+
+# --- scale -------------------------------------------------------------------------------------
+def _points(fig: go.Figure) -> int:
+    n = 0
+    for t in fig.data:
+        for attr in ("x", "y", "q1"):
+            v = getattr(t, attr, None)
+            if v is not None:
+                n = max(n, 0) + len(v)
+                break
+    return n
+
+
+def big_frames(n_rounds: int = 500, per_round: int = 10_000, population: int = 10_000):
+    g = np.random.default_rng(1)
+    n = n_rounds * per_round
+    rnd = np.repeat(np.arange(n_rounds), per_round)
+    classes = np.array(["phone-lowend", "phone-flagship", "rpi4", "laptop-cpu", "edge"])
+    outcomes = np.array(["completed", "dropped", "offline", "straggler", "overcommitted",
+                         "out_of_memory"])
+    d, c, u = g.exponential(5, n), g.exponential(20, n), g.exponential(8, n)
+    t0 = rnd * 100.0
+    oc = g.choice(6, n, p=[0.7, 0.05, 0.05, 0.05, 0.1, 0.05])
+    busy = d + c + u
+    clients = pd.DataFrame({
+        "round": rnd, "client_id": np.tile(np.arange(per_round), n_rounds) % population,
+        "device_class": pd.Categorical.from_codes(g.integers(0, 5, n), classes),
+        "link": pd.Categorical.from_codes(g.integers(0, 2, n), ["wifi", "4g"]),
+        "outcome": pd.Categorical.from_codes(oc, outcomes),
+        "workload": pd.Categorical.from_codes(g.integers(0, 2, n), ["full", "lora"]),
+        "n_samples": g.integers(10, 100, n), "start_s": t0,
+        "stop_s": t0 + np.where(oc == 0, busy, busy * 0.5),
+        "download_s": d, "compute_s": c, "upload_s": u,
+        "bytes_down": np.full(n, 4.7e7), "bytes_up": np.full(n, 4.7e7),
+        "rank": g.choice([4, 8, 16], n),
+    })
+    rounds = pd.DataFrame({
+        "round": np.arange(n_rounds), "sim_start_s": np.arange(n_rounds) * 100.0,
+        "sim_end_s": np.arange(1, n_rounds + 1) * 100.0, "duration_s": np.full(n_rounds, 100.0),
+        "wall_s": 0.1, "completed": 7000, "dropped": 500, "offline": 500, "straggled": 500,
+        "overcommitted": 1000, "out_of_memory": 500,
+        "accuracy": np.linspace(0.1, 0.9, n_rounds), "loss": np.linspace(2, 0.3, n_rounds),
+        "train_loss": np.linspace(2, 0.3, n_rounds), "bytes_down": 4.7e11, "bytes_up": 4.7e11,
+        "energy_j": 1e6})
+    return rounds, clients
+
+
+def test_five_million_rows_are_aggregated():
+    rounds, clients = big_frames()
+    assert len(clients) == 5_000_000
+    t = time.perf_counter()
+    figs = {
+        "accuracy": F.accuracy_figure(rounds),
+        "round_time": F.round_time_figure(rounds, clients),
+        "timeline": F.timeline_figure(clients, rounds),
+        "rates": F.rates_by_class_figure(clients),
+        "outcomes": F.outcomes_figure(rounds, clients),
+        "workload": F.workload_figure(clients),
+        "traffic": F.traffic_energy_figure(rounds),
+        "population": F.population_figure(clients),
+    }
+    elapsed = time.perf_counter() - t
+    for name, fig in figs.items():
+        limit = 40 * 200 * 3 + 40 * 200 if name == "timeline" else 5_000
+        assert _points(fig) <= limit, (name, _points(fig))
+    tl = figs["timeline"]
+    assert len(tl.layout.sliders[0].steps) == 40
+    per_round_bars = [len(t.y) for t in tl.data if t.type == "bar"]
+    assert max(per_round_bars) == 200
+    assert elapsed < 60  # a few seconds on a laptop; generous for slow CI
