@@ -98,7 +98,9 @@ class Simulation:
         if self.real and done.any():
             survivors = ids[done]
             seeds = np.array([R.int_seed(sc.seed, R.TRAINING, rnd, c) for c in survivors], np.uint64)
-            jobs = JobBatch(rnd, survivors, seeds, {k: v[done] for k, v in plan.columns.items()})
+            assignment = {k: v[done] for k, v in plan.columns.items()}
+            assignment["kind"] = plan.kind[done]
+            jobs = JobBatch(rnd, survivors, seeds, assignment)
             partial = self.executor.run(self.global_flat, jobs).sorted()  # type: ignore[union-attr]
             self.global_flat = apply_fedavg(self.global_flat, partial, sc.aggregation.server_lr)
             train_loss[done] = partial.loss_mean
