@@ -17,7 +17,7 @@ BYTES_FP32 = 4
 class Plan:
     cost: TaskCost
     infeasible: np.ndarray  # bool: nothing fits this device
-    kind: np.ndarray  # object/str column: "full", "lora", "partial", "split", "none"
+    kind: np.ndarray  # object/str column: "full", "lora", "partial", "split", "width", "none"
     columns: dict[str, np.ndarray] = field(default_factory=dict)  # rank, blocks, cut, ...
 
 
@@ -47,6 +47,7 @@ class FullModelPlanner:
             self.memory = self.model_bytes * (2 + opt_copies) + acts
             self.flops_per_sample = proxy.train_flops_per_sample
         self.epochs = t.epochs
+        self.batch = t.batch_size
 
     def plan(self, round: int, ids: np.ndarray, population: Population) -> Plan:
         n = len(ids)
@@ -56,6 +57,7 @@ class FullModelPlanner:
             upload_bytes=np.full(n, self.model_bytes),
             train_flops=self.flops_per_sample * samples * self.epochs,
             memory_bytes=np.full(n, self.memory),
+            train_steps=self.epochs * np.ceil(samples / self.batch),  # as workloads.mlp.batch_plan
         )
         infeasible = population.memory_bytes[ids] < self.memory
         kind = np.where(infeasible, "none", "full").astype(object)
