@@ -36,6 +36,7 @@ class TaskCost:
     upload_bytes: np.ndarray
     train_flops: np.ndarray  # total FLOPs of the local work
     memory_bytes: np.ndarray  # peak memory the task needs on the device
+    train_steps: np.ndarray | None = None  # optimizer steps (for a per-step overhead), if known
 
 
 def mlp_param_count(sizes: list[int]) -> int:
@@ -54,11 +55,18 @@ def estimate(
     latency_s: np.ndarray,
     train_flops_per_s: np.ndarray,
     cost: TaskCost,
+    step_overhead_s: np.ndarray | float | None = None,
 ) -> Timing:
-    """Per-phase seconds for each client: transfers include one round trip each."""
+    """Per-phase seconds for each client: transfers include one round trip each.
+
+    Compute = FLOPs / FLOP/s, plus ``train_steps * step_overhead_s`` when both are given (a
+    fixed per-step cost that dominates small models; profile field compute.step_overhead_s).
+    """
     lat = np.asarray(latency_s, dtype=np.float64)
     down = lat + np.asarray(cost.download_bytes, np.float64) * BITS_PER_BYTE / downlink_bits_per_s
     comp = np.asarray(cost.train_flops, np.float64) / train_flops_per_s
+    if step_overhead_s is not None and cost.train_steps is not None:
+        comp = comp + np.asarray(cost.train_steps, np.float64) * step_overhead_s
     up = lat + np.asarray(cost.upload_bytes, np.float64) * BITS_PER_BYTE / uplink_bits_per_s
     n = len(train_flops_per_s)
     return Timing(

@@ -17,16 +17,21 @@ from simulator import FedFleetError
 from simulator import rng as R
 from simulator import rounds
 from simulator.aggregation import apply_fedavg
+from simulator.availability import AvailabilityIndex
 from simulator.checkpoint import load_checkpoint, save_checkpoint
 from simulator.cost import estimate
 from simulator.data import build_dataset
+from simulator.eligibility import restrict_links
+from simulator.energy import battery_for, mark_low_battery
 from simulator.execution import JobBatch, make_executor
 from simulator.planning import make_planner
 from simulator.population import Population, sample_population
+from simulator.privacy import ServerPrivacy
 from simulator.profiles import catalog
 from simulator.recording import Recorder
 from simulator.round_data import client_columns, round_row
 from simulator.scenario import Scenario
+from simulator.secagg import make_secure_aggregator
 from simulator.selection import RoundContext, RoundFeedback, make_selector
 
 IDLE_STEP_S = 600.0  # when nobody is online, the clock jumps ahead to the next window
@@ -45,7 +50,14 @@ def build_population(sc: Scenario) -> tuple[Population, Any]:
     mix = sc.population.mix
     pop = sample_population([profiles[m.profile] for m in mix], [m.share for m in mix],
                             sc.population.size, sc.seed)
-    dataset = build_dataset(sc, pop.size)
+    if sc.population.require_link:  # e.g. [wifi]: other clients never train
+        restrict_links(pop, sc.population.require_link)
+    if sc.mode == "analytic" and sc.model.kind == "transformer":  # sizes only, no corpus
+        from simulator.planning.capability import analytic_dataset
+
+        dataset: Any = analytic_dataset(sc, pop.size)
+    else:
+        dataset = build_dataset(sc, pop.size)
     pop.n_samples = np.asarray(dataset.n_samples, np.int64)
     return pop, dataset
 
@@ -53,45 +65,84 @@ def build_population(sc: Scenario) -> tuple[Population, Any]:
 class Simulation:
     def __init__(self, sc: Scenario) -> None:
         self.sc = sc
-        self.pop, dataset = build_population(sc)
+        self.real = sc.mode == "real"
+        # The executor starts first, so Ray actors import torch while the driver samples clients.
+        self.executor = make_executor(sc, sc.population.size) if self.real else None
+        try:
+            self.pop, dataset = build_population(sc)
+        except BaseException:
+            if self.executor is not None:
+                self.executor.close()
+            raise
         self.planner = make_planner(sc, self.pop, dataset.n_features, dataset.n_classes)
         self.selector = make_selector(sc, self.pop)
-        self.real = sc.mode == "real"
-        self.executor = make_executor(sc, self.pop.size) if self.real else None
+        self.avail_index = AvailabilityIndex.build(self.pop)  # None below 10^5 clients
+        self.battery = battery_for(self.pop, sc)
         self.global_flat = self.executor.initial_state() if self.executor else np.zeros(0)
         self.clock_s = 0.0
         self.next_round = 0
         self.accuracy: float | None = None
+        self.privacy = ServerPrivacy(sc, self.pop.size) if sc.privacy.mode != "none" else None
+        self.secagg = make_secure_aggregator(sc)
+        self.hier = None
+        if sc.hierarchy is not None:  # clients -> edges -> cloud: its own loop
+            from simulator.hierarchy_loop import HierarchyLoop
+
+            self.hier = HierarchyLoop(self)
 
     def _estimate_fn(self, rnd: int) -> Callable[[np.ndarray], np.ndarray]:
         def est(ids: np.ndarray) -> np.ndarray:
             plan = self.planner.plan(rnd, ids, self.pop)
             p = self.pop
             return estimate(p.downlink_bits_per_s[ids], p.uplink_bits_per_s[ids],
-                            p.latency_s[ids], p.train_flops_per_s[ids], plan.cost).total_s
+                            p.latency_s[ids], p.train_flops_per_s[ids], plan.cost,
+                            p.per_profile(lambda q: q.compute.step_overhead_s, ids)).total_s
         return est
 
     def step(self, recorder: Recorder) -> RoundReport:
         sc, pop, rnd, t0 = self.sc, self.pop, self.next_round, self.clock_s
+        if self.hier is not None:
+            return self.hier.step(recorder)
         wall0 = time.perf_counter()
-        candidates = np.flatnonzero(pop.available(t0))
-        if candidates.size == 0:
+        # Large populations: count and sample online clients in O(k) (simulator/availability.py).
+        index = self.avail_index if hasattr(self.selector, "select_sparse") else None
+        candidates = np.flatnonzero(pop.available(t0)) if index is None else np.zeros(0, np.int64)
+        n_online = int(candidates.size) if index is None else index.count(t0)
+        if n_online == 0:
             wait = pop.seconds_until_online(t0, np.arange(pop.size)).min()
             self.clock_s = t0 + max(float(wait), IDLE_STEP_S)
             return RoundReport(rnd, self.clock_s, math.nan, 0)
         ctx = RoundContext(rnd, t0, pop, sc.clients_per_round, sc.deadline_s,
                            self._estimate_fn(rnd), self.accuracy)
-        n_invite = min(sc.selected_per_round, candidates.size)
-        ids = np.sort(self.selector.select(ctx, candidates, n_invite, R.stream(sc.seed, R.SELECTION, rnd)))
+        n_invite = min(sc.selected_per_round, n_online)
+        sel_rng = R.stream(sc.seed, R.SELECTION, rnd)
+        if index is None:
+            ids = self.selector.select(ctx, candidates, n_invite, sel_rng)
+        else:
+            sparse_select = getattr(self.selector, "select_sparse")
+            ids = sparse_select(ctx, index, n_invite, n_online, sel_rng)
+        ids = np.sort(ids)
         plan = self.planner.plan(rnd, ids, pop)
         timing = estimate(pop.downlink_bits_per_s[ids], pop.uplink_bits_per_s[ids],
-                          pop.latency_s[ids], pop.train_flops_per_s[ids], plan.cost)
+                          pop.latency_s[ids], pop.train_flops_per_s[ids], plan.cost,
+                          pop.per_profile(lambda q: q.compute.step_overhead_s, ids))
         drop_after = rounds.draw_dropout_after_s(pop.dropout_hazard_per_s[ids],
                                                  R.stream(sc.seed, R.DROPOUT, rnd))
+        battery = self.battery.fraction(t0, ids)
+        low = self.battery.is_low(battery)  # declines at once (simulator/energy.py)
+        sa = None
+        if self.secagg is not None:  # Bonawitz et al. 2017: extra bytes, messages, PRG time
+            plan, timing, sa = self.secagg.charge(plan, timing, pop.downlink_bits_per_s[ids],
+                                                  pop.uplink_bits_per_s[ids], pop.latency_s[ids], low)
         out = rounds.resolve_sync_round(timing, min(sc.clients_per_round, len(ids)), drop_after,
                                         pop.seconds_until_offline(t0, ids), sc.deadline_s,
-                                        plan.infeasible)
+                                        plan.infeasible | low)
+        out = mark_low_battery(out, low)
+        if sa is not None:
+            out = self.secagg.settle(sa, out)  # threshold check; the server's unmasking time
         done = out.outcome == rounds.COMPLETED
+        if sa is not None and sa.failed:
+            done[:] = False  # the sum cannot be unmasked: no update is used (or trained)
         train_loss = np.full(len(ids), np.nan)
         train_loss_sq = np.full(len(ids), np.nan)
         acc = loss = math.nan
@@ -102,7 +153,11 @@ class Simulation:
             assignment["kind"] = plan.kind[done]
             jobs = JobBatch(rnd, survivors, seeds, assignment)
             partial = self.executor.run(self.global_flat, jobs).sorted()  # type: ignore[union-attr]
-            self.global_flat = apply_fedavg(self.global_flat, partial, sc.aggregation.server_lr)
+            if self.privacy is not None:  # DP-FedAvg: fixed denominator (+ noise when central)
+                self.global_flat = self.privacy.aggregate(self.global_flat, partial, rnd,
+                                                          sc.aggregation.server_lr)
+            else:
+                self.global_flat = apply_fedavg(self.global_flat, partial, sc.aggregation.server_lr)
             train_loss[done] = partial.loss_mean
             train_loss_sq[done] = partial.loss_sq_mean
         if self.real:
@@ -111,8 +166,14 @@ class Simulation:
         self.selector.observe(RoundFeedback(rnd, ids, out.outcome, timing.total_s,
                                             pop.n_samples[ids], train_loss, train_loss_sq,
                                             acc if self.real else None))
-        cols = client_columns(rnd, t0, ids, pop, plan, timing, out, train_loss)
-        row = round_row(rnd, t0, candidates.size, out, cols, acc, loss, time.perf_counter() - wall0)
+        cols = client_columns(rnd, t0, ids, pop, plan, timing, out, train_loss,
+                              battery_fraction=battery)
+        self.battery.drain(ids, cols["energy_j"], cols["stop_s"])
+        row = round_row(rnd, t0, n_online, out, cols, acc, loss, time.perf_counter() - wall0)
+        if sa is not None:
+            self.secagg.record(sa, row, cols)
+        if self.privacy is not None:
+            self.privacy.record(rnd, ids, done, row, cols)
         recorder.append(row, cols)
         self.clock_s = t0 + out.duration_s
         self.next_round = rnd + 1
@@ -122,7 +183,10 @@ class Simulation:
     def checkpoint(self, recorder: Recorder) -> None:
         recorder.flush()
         save_checkpoint(recorder.partial_dir, self.next_round, self.clock_s, self.accuracy,
-                        self.global_flat, self.selector.state_dict())
+                        self.global_flat, {**self.selector.state_dict(),
+                                           **self.battery.state_dict(),
+                                           **(self.privacy.state_dict() if self.privacy else {}),
+                                           **(self.hier.state_dict() if self.hier else {})})
 
     def restore(self, recorder: Recorder) -> None:
         ck = load_checkpoint(recorder.partial_dir)
@@ -132,7 +196,11 @@ class Simulation:
         self.next_round, self.clock_s, self.accuracy = ck.next_round, ck.clock_s, ck.accuracy
         if self.real:
             self.global_flat = ck.global_flat
-        self.selector.load_state_dict(ck.selector_state)
+        state = self.battery.load_state_dict(ck.selector_state)
+        for ext in (self.privacy, self.hier):
+            if ext is not None:
+                ext.load_state_dict(state)  # takes its own 'privacy__' / 'hier__' keys
+        self.selector.load_state_dict(state)
         recorder.truncate_after(self.next_round - 1)
 
     def close(self) -> None:

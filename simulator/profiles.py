@@ -33,6 +33,9 @@ class Compute(_Frozen):
     precision: Precision = Field(description="precision used for training on this class")
     train_efficiency: float = Field(gt=0, le=1, description="sustained training / peak (assumption)")
     spread_sigma: float = Field(0.2, ge=0, le=3, description="log-normal per-device spread")
+    step_overhead_s: float = Field(
+        0.0, ge=0, le=60, description="fixed seconds per optimizer step (framework overhead; "
+        "measured by `fedfleet profiles calibrate`, docs/clock.md)")
     source: str = Field(min_length=3)
 
     @field_validator("peak_flops_per_s")
@@ -147,8 +150,15 @@ def load_profile(path: Path) -> DeviceProfile:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(str(path), f"cannot read profile file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(str(path), "not UTF-8 text (profiles are YAML files)") from None
     except yaml.YAMLError as exc:
         raise InputError(str(path), f"invalid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise InputError(str(path), "invalid YAML: nesting too deep") from None
+    except Exception as exc:  # PyYAML's scalar constructors leak ValueError, IndexError, ...
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(str(path), f"invalid YAML: a value cannot be read ({why})") from None
     if not isinstance(doc, dict):
         raise InputError(str(path), "a profile must be a YAML mapping")
     try:

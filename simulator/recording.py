@@ -35,6 +35,7 @@ ROUND_COLUMNS: dict[str, pa.DataType] = {
     "straggled": pa.int64(),
     "overcommitted": pa.int64(),
     "out_of_memory": pa.int64(),
+    "low_battery": pa.int64(),
     "accuracy": pa.float64(),
     "loss": pa.float64(),
     "train_loss": pa.float64(),
@@ -61,6 +62,16 @@ CLIENT_COLUMNS: dict[str, pa.DataType] = {
     "energy_j": pa.float64(),
     "memory_bytes": pa.float64(),
     "train_loss": pa.float64(),
+    # Event log (absolute simulated seconds; NaN where a phase never started): simulator/clock.py
+    "download_start_s": pa.float64(),
+    "download_end_s": pa.float64(),
+    "compute_start_s": pa.float64(),
+    "compute_end_s": pa.float64(),
+    "upload_start_s": pa.float64(),
+    "upload_end_s": pa.float64(),
+    "model_version": pa.int64(),  # the global version the client trained from
+    "staleness": pa.int64(),  # versions published while it worked (0 in sync rounds)
+    "battery_fraction": pa.float64(),  # charge when invited; NaN for mains power
 }
 
 
@@ -125,7 +136,9 @@ class Recorder:
     """Buffers rows per round and flushes them as parquet chunks."""
 
     def __init__(self, runs_dir: str | Path, name: str, overwrite: bool = False,
-                 flush_rows: int = 200_000) -> None:
+                 flush_rows: int = 50_000, flush_rounds: int = 100) -> None:
+        # Chunks of at most flush_rows client rows or flush_rounds rounds: the driver's memory
+        # stays flat over long runs (benchmarks/bench_soak.py) and live readers see progress.
         self.runs_dir = Path(runs_dir)
         self.name = name
         self.final_dir = self.runs_dir / name
@@ -133,6 +146,8 @@ class Recorder:
         self.parts_dir = self.partial_dir / "parts"
         self.overwrite = overwrite
         self.flush_rows = flush_rows
+        self.flush_rounds = flush_rounds
+        self._buffered_rounds = 0
         self._rounds: dict[str, list[np.ndarray]] = {}
         self._clients: dict[str, list[np.ndarray]] = {}
         self._buffered_rows = 0
@@ -184,7 +199,8 @@ class Recorder:
         for k, v in client_cols.items():
             self._clients.setdefault(k, []).append(np.asarray(v))
         self._buffered_rows += len(next(iter(client_cols.values()), []))
-        if self._buffered_rows >= self.flush_rows:
+        self._buffered_rounds += 1
+        if self._buffered_rows >= self.flush_rows or self._buffered_rounds >= self.flush_rounds:
             self.flush()
 
     def flush(self) -> None:
@@ -197,12 +213,13 @@ class Recorder:
             atomic_write_table(self.parts_dir / f"rounds-{tag}.parquet",
                                _table(self._rounds, ROUND_COLUMNS))
         except OSError as exc:
+            # Whether the completed rounds stay (resumable) is the runner's call, not ours.
             raise FedFleetError(
-                f"output.runs_dir: writing results failed ({exc.strerror or exc}); "
-                f"completed rounds are kept in '{self.partial_dir}'"
+                f"output.runs_dir: writing results to '{self.partial_dir}' failed "
+                f"({exc.strerror or exc})"
             ) from None
         self._rounds, self._clients = {}, {}
-        self._buffered_rows = 0
+        self._buffered_rows = self._buffered_rounds = 0
         self._first_round = self._last_round = None
 
     def truncate_after(self, last_round: int) -> None:
@@ -254,6 +271,9 @@ class Recorder:
             shutil.rmtree(self.parts_dir, ignore_errors=True)
             for leftover in self.partial_dir.glob("checkpoint*"):
                 leftover.unlink(missing_ok=True)
+            # Temp files of writes cut short by a crash before a resume (atomic_write_*).
+            for leftover in self.partial_dir.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
             if self.final_dir.exists():
                 trash = self.runs_dir / f".{self.name}.old-{os.getpid()}"
                 os.replace(self.final_dir, trash)
@@ -264,7 +284,7 @@ class Recorder:
             fsync_dir(self.runs_dir)
         except OSError as exc:
             raise FedFleetError(
-                f"output.runs_dir: finishing the run failed ({exc.strerror or exc}); "
-                f"its rounds are kept in '{self.partial_dir}'"
+                f"output.runs_dir: finishing the run in '{self.partial_dir}' failed "
+                f"({exc.strerror or exc})"
             ) from None
         return self.final_dir

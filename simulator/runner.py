@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from simulator import FedFleetError, __version__
+from simulator.async_rounds import make_simulation
 from simulator.engine import RoundReport, Simulation
 from simulator.recording import Recorder, atomic_write_bytes
-from simulator.scenario import Scenario, parse_scenario
+from simulator.scenario import Scenario, ScenarioError, parse_scenario
 
 _PACKAGES = ("numpy", "pandas", "pyarrow", "pydantic", "torch", "ray", "transformers", "peft",
              "plotly", "scikit-learn")
@@ -59,7 +60,7 @@ def run_scenario(
     wall0 = time.perf_counter()
     sim = None
     try:
-        sim = Simulation(sc)
+        sim: Simulation = make_simulation(sc)  # sync, or FedBuff (simulator/async_rounds.py)
         if resume:
             sim.restore(rec)
         else:
@@ -89,14 +90,19 @@ def run_scenario(
             "resumed": resume,
         }
         return rec.finalize(manifest)
-    except BaseException:
-        if not (sc.output.checkpoint_every or resume):
-            rec.abort()  # nothing resumable: leave no half-written run behind
+    except BaseException as exc:
+        # Resumable only once a checkpoint exists; otherwise leave no half-written run behind
+        # (this includes bad input found while starting a checkpointed run).
+        if not (resume or (rec.partial_dir / "checkpoint.json").exists()):
+            rec.abort()
         else:
             try:
                 rec.flush()
             except FedFleetError:
                 pass
+            if isinstance(exc, FedFleetError) and not isinstance(exc, ScenarioError):
+                raise FedFleetError(f"{exc}; the completed rounds are kept: finish the run with "
+                                    f"`fedfleet resume {rec.final_dir}`") from None
         raise
     finally:
         if sim is not None:

@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from simulator import FedFleetError, InputError
+from simulator.hierarchy import Hierarchy, hierarchy_problems
+from simulator.policy_params import SelectionBase, selection_problems
+from simulator.privacy.config import Privacy, SecureAggregation, privacy_problems
 
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_CLIENTS = 100_000_000
@@ -28,8 +32,31 @@ class ScenarioError(FedFleetError):
         super().__init__(lines[0] if len(lines) == 1 else f"{len(lines)} problems: " + "; ".join(lines))
 
 
+def _bool_for_number(v: Any, annotation: Any) -> bool:
+    """True when ``v`` is a YAML boolean (or holds one) where only numbers are allowed."""
+    import typing
+
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple:
+        items = set(args) - {Ellipsis}
+        return (isinstance(v, (list, tuple)) and bool(items) and items <= {int, float}
+                and any(isinstance(x, bool) for x in v))
+    kinds = (set(args) - {type(None)}) if args else {annotation}
+    return isinstance(v, bool) and bool(kinds) and kinds <= {int, float}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        # YAML 1.1 reads yes/no/on/off as booleans, which pydantic would quietly take as 1/0.
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _bool_for_number(v, field.annotation):
+            raise ValueError("expected a number, got true/false (YAML reads yes/no/on/off as "
+                             "booleans)")
+        return v
 
 
 class MixEntry(_Strict):
@@ -41,6 +68,12 @@ class Population(_Strict):
     size: int = Field(ge=1, le=MAX_CLIENTS)
     mix: tuple[MixEntry, ...] = Field(min_length=1)
     profiles_dir: str | None = None
+    require_link: tuple[Literal["wifi", "4g", "5g", "3g", "ethernet", "datacenter"], ...] = Field(
+        (), description="only clients on these links ever train (e.g. [wifi]); empty: any link")
+    # Battery model (simulator/energy.py): below this charge a device declines (low_battery).
+    min_battery_fraction: float = Field(0.0, ge=0, lt=1)
+    battery_recharge_hours: float | None = Field(
+        None, gt=0, le=1000, description="full recharge time while idle in the window; null: none")
 
     @model_validator(mode="after")
     def _shares(self) -> "Population":
@@ -61,6 +94,17 @@ class SyntheticData(_Strict):
     test_samples: int = Field(2000, ge=10, le=1_000_000)
 
 
+class TextData(_Strict):
+    """Text corpus (data.dataset: text); sequences are model.seq_len + 1 characters."""
+
+    source: Literal["generated", "path"] | None = Field(
+        None, description="generated corpus or data.path; unset: path if data.path is set")
+    styles: int = Field(8, ge=1, le=1000, description="writing styles of the generated corpus")
+    words: int = Field(64, ge=8, le=100_000, description="lexicon size of the generated corpus")
+    max_sequences: int = Field(256, ge=1, le=1_000_000, description="cap per client")
+    test_sequences: int = Field(256, ge=1, le=1_000_000, description="held-out sequences")
+
+
 class Data(_Strict):
     dataset: Literal["digits", "synthetic", "text"] = "digits"
     partition: Literal["iid", "dirichlet", "shards", "natural"] = "iid"
@@ -72,6 +116,7 @@ class Data(_Strict):
     )
     size_sigma: float = Field(0.5, ge=0, le=3, description="log-normal spread of client sizes")
     synthetic: SyntheticData = SyntheticData()
+    text: TextData = TextData()
     path: str | None = None
 
 
@@ -89,10 +134,63 @@ class ClockProxy(_Strict):
     bytes_per_param: float = Field(4.0, gt=0, le=8)
 
 
+class Compression(_Strict):
+    """Upload encoding of client updates (docs/large-models.md): int8/int4 add one scale per
+    ``block_size`` elements; top-k sends ``topk_fraction`` of elements as (value, index)."""
+
+    method: Literal["none", "int8", "int4", "topk"] = "none"
+    block_size: int = Field(64, ge=1, le=1 << 20)
+    scale_bytes: float = Field(2.0, ge=0, le=8)
+    topk_fraction: float = Field(0.01, gt=0, le=1)
+    index_bytes: float = Field(4.0, gt=0, le=8)
+
+
+WorkloadKind = Literal["full", "lora", "partial", "split", "width"]
+
+
+class WorkloadSettings(_Strict):
+    """The capability planner's ordered fallbacks (simulator/planning/capability.py)."""
+
+    order: tuple[WorkloadKind, ...] = Field(("lora", "partial", "split"), min_length=1)
+    lora_ranks: tuple[int, ...] = Field((64, 32, 16, 8, 4), min_length=1)
+    lora_targets: tuple[str, ...] | Literal["all-linear"] | None = None  # None: family default
+    partial_blocks: tuple[int, ...] = Field((8, 4, 2, 1), min_length=1)
+    split_cuts: tuple[int, ...] | Literal["auto"] = "auto"
+    split_train: Literal["full", "lora"] = "lora"
+    split_lora_rank: int = Field(8, ge=1, le=4096)
+    split_server_flops_per_s: float = Field(2e12, gt=0, le=1e18, description="per split client")
+    width_rates: tuple[float, ...] = Field((1.0, 0.5, 0.25, 0.125), min_length=1)
+    activation_checkpointing: bool = False
+    require_deadline: bool = True
+    base_cached: bool = True
+    compression: Compression = Compression()
+
+    @model_validator(mode="after")
+    def _lists(self) -> "WorkloadSettings":
+        if len(set(self.order)) != len(self.order):
+            raise ValueError("order: each workload kind at most once")
+        for name in ("lora_ranks", "partial_blocks", "split_cuts"):
+            v = getattr(self, name)
+            if v != "auto" and any(not 1 <= x <= 4096 for x in v):
+                raise ValueError(f"{name}: integers in [1, 4096]")
+        if any(not 0 < p <= 1 for p in self.width_rates):
+            raise ValueError("width_rates: rates in (0, 1]")
+        return self
+
+
 class Model(_Strict):
-    kind: Literal["mlp"] = "mlp"
+    kind: Literal["mlp", "transformer"] = "mlp"
     hidden: tuple[int, ...] = Field((64, 32), max_length=8)
     clock_proxy: ClockProxy | None = None
+    # kind: transformer (docs/large-models.md); checked in full by planning.llm_config
+    family: Literal["llama", "gpt2", "bert"] | None = None
+    preset: Literal["llama-2-7b", "llama-2-13b", "llama-2-70b", "tinyllama-1.1b",
+                    "tiny-llama"] | None = None
+    config: dict[str, Any] | None = None
+    config_path: str | None = None
+    seq_len: int = Field(512, ge=1, le=1 << 20, description="tokens per training sequence")
+    dtype_bytes: float = Field(2.0, gt=0, le=8, description="bytes per weight (2: bf16)")
+    workloads: WorkloadSettings = WorkloadSettings()
 
     @field_validator("hidden")
     @classmethod
@@ -101,6 +199,17 @@ class Model(_Strict):
             if not 1 <= h <= 65536:
                 raise ValueError("hidden sizes must be integers in [1, 65536]")
         return v
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "Model":
+        if self.kind == "mlp":
+            extra = [f for f in ("family", "preset", "config", "config_path")
+                     if getattr(self, f) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only for kind 'transformer'")
+        elif self.clock_proxy is not None:
+            raise ValueError("clock_proxy: only for kind 'mlp' (transformers are costed exactly)")
+        return self
 
 
 class Training(_Strict):
@@ -111,13 +220,26 @@ class Training(_Strict):
     momentum: float = Field(0.0, ge=0, lt=1)
 
 
-class Selection(_Strict):
-    policy: Literal["random"] = "random"
+class Selection(SelectionBase):
+    """``policy`` (a built-in name or a plugin class path listed under ``plugins:``) and one
+    optional parameter block per built-in policy, e.g. ``selection.oort.alpha``
+    (simulator/policy_params.py)."""
+
+
+class FedBuffSettings(_Strict):
+    """FedBuff (Nguyen et al. AISTATS 2022); semantics in docs/clock.md."""
+
+    concurrency: int = Field(100, ge=1, le=MAX_CLIENTS, description="clients training at once")
+    buffer_size: int = Field(10, ge=1, le=MAX_CLIENTS, description="updates per aggregation")
+    staleness: Literal["sqrt", "polynomial"] = "sqrt"
+    staleness_exponent: float = Field(0.5, ge=0, le=10, description="f in (1+tau)^-f")
+    max_staleness: int = Field(20, ge=0, le=100_000, description="staler updates are discarded")
 
 
 class Aggregation(_Strict):
-    method: Literal["fedavg"] = "fedavg"
+    method: Literal["fedavg", "fedbuff"] = "fedavg"
     server_lr: float = Field(1.0, gt=0, le=100)
+    fedbuff: FedBuffSettings | None = None
 
 
 class Executor(_Strict):
@@ -127,8 +249,22 @@ class Executor(_Strict):
     num_cpus_per_actor: float = Field(1.0, gt=0, le=1024)
     num_gpus_per_actor: float = Field(0.0, ge=0, le=64)
     resources: dict[str, float] = Field(default_factory=dict)
+    # Ray actor placement: "default" packs actors where resources fit; "spread" puts them on as
+    # many nodes as possible (Ray's SPREAD scheduling strategy; see docs/cluster.md).
+    scheduling: Literal["default", "spread"] = "default"
     batched: bool = True
     max_retries: int = Field(3, ge=0, le=100)
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if not k or k in ("CPU", "GPU"):
+                raise ValueError(f"{k!r}: custom resource names only (CPU and GPU are set with "
+                                 "num_cpus_per_actor and num_gpus_per_actor)")
+            if not (math.isfinite(x) and 0 <= x <= 1e6):
+                raise ValueError(f"{k}: amounts must be finite numbers in [0, 1e6]")
+        return v
 
 
 class Output(_Strict):
@@ -154,6 +290,9 @@ class Scenario(_Strict):
     executor: Executor = Executor()
     output: Output = Output()
     plugins: tuple[str, ...] = ()
+    privacy: Privacy = Privacy()
+    secure_aggregation: SecureAggregation = SecureAggregation()
+    hierarchy: Hierarchy | None = None
 
     @model_validator(mode="after")
     def _cross(self) -> "Scenario":
@@ -162,6 +301,22 @@ class Scenario(_Strict):
                 f"clients_per_round ({self.clients_per_round}) exceeds population.size "
                 f"({self.population.size})"
             )
+        fb = self.aggregation.fedbuff
+        if fb is not None and self.aggregation.method != "fedbuff":
+            raise ValueError("aggregation.fedbuff: only used with aggregation.method fedbuff")
+        if self.aggregation.method == "fedbuff":
+            if fb is not None and fb.concurrency > self.population.size:
+                raise ValueError(f"aggregation.fedbuff.concurrency ({fb.concurrency}) exceeds "
+                                 f"population.size ({self.population.size})")
+            if self.output.checkpoint_every:
+                raise ValueError("output.checkpoint_every: checkpoints are not supported with "
+                                 "aggregation.method fedbuff (set it to 0)")
+            for name, used in (("privacy.mode", self.privacy.mode != "none"),
+                               ("secure_aggregation.enabled", self.secure_aggregation.enabled),
+                               ("hierarchy", self.hierarchy is not None)):
+                if used:
+                    raise ValueError(f"{name}: not supported with aggregation.method fedbuff "
+                                     "(synchronous rounds only)")
         return self
 
     @property
@@ -176,7 +331,9 @@ def _loc(loc: tuple[Any, ...]) -> str:
         if isinstance(p, int):
             out += f"[{p}]"
         else:
-            out += ("." if out else "") + str(p)
+            # A key as the user typed it, unless it would break the one-line message.
+            key = str(p) if str(p).isprintable() and 0 < len(str(p)) <= 80 else _short_repr(p)
+            out += ("." if out else "") + key
     return out
 
 
@@ -184,6 +341,16 @@ _MSG_FIXES = {
     "extra_forbidden": "unknown field (check the spelling; see docs/scenario.md)",
     "missing": "required field is missing",
 }
+
+
+def _short_repr(value: Any) -> str:
+    """A bounded repr: an aliased YAML bomb must not be expanded into the error line."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother = 2, 60, 60
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 4
+    return r.repr(value)
 
 
 def format_errors(err: ValidationError) -> list[str]:
@@ -194,7 +361,7 @@ def format_errors(err: ValidationError) -> list[str]:
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         if e["type"] == "literal_error":
-            msg = f"got {e.get('input')!r}; " + msg.replace("Input should be", "allowed:")
+            msg = f"got {_short_repr(e.get('input'))}; " + msg.replace("Input should be", "allowed:")
         lines.append(f"{loc or '(top level)'}: {msg}")
     return lines
 
@@ -208,16 +375,33 @@ def _check_references(sc: Scenario) -> list[str]:
         known = catalog(sc.population.profiles_dir)
     except InputError as exc:
         return [str(exc)]
+    except OSError as exc:  # e.g. ENAMETOOLONG from the directory check
+        return [f"population.profiles_dir: cannot read '{sc.population.profiles_dir}' "
+                f"({exc.strerror or exc})"]
     for i, m in enumerate(sc.population.mix):
         if m.profile not in known:
             lines.append(
                 f"population.mix[{i}].profile: unknown profile '{m.profile}' "
                 f"(known: {', '.join(sorted(known))})"
             )
-    if sc.data.path is not None and not Path(sc.data.path).exists():
-        lines.append(f"data.path: file not found: '{sc.data.path}'")
+    if sc.data.path is not None:
+        try:
+            found = Path(sc.data.path).exists()
+        except OSError as exc:  # e.g. ENAMETOOLONG
+            lines.append(f"data.path: cannot access '{sc.data.path}' ({exc.strerror or exc})")
+            found = True
+        if not found:
+            lines.append(f"data.path: file not found: '{sc.data.path}'")
     if sc.data.dataset != "text" and sc.data.partition == "natural":
         lines.append("data.partition: 'natural' needs dataset 'text' (allowed: iid, dirichlet, shards)")
+    if sc.data.dataset == "text" and sc.data.text.source == "path" and sc.data.path is None:
+        lines.append("data.path: required when data.text.source is 'path'")
+    if sc.model.kind == "transformer":
+        from simulator.planning.llm_config import check_model  # pure: no torch
+
+        lines += check_model(sc.model)
+    lines += selection_problems(sc)
+    lines += privacy_problems(sc, known) + hierarchy_problems(sc, known)
     return lines
 
 
@@ -258,6 +442,9 @@ def read_yaml(path: str | Path) -> Any:
         raise ScenarioError([f"{p}: invalid YAML{where}: {problem}"]) from None
     except RecursionError:
         raise ScenarioError([f"{p}: invalid YAML: nesting too deep"]) from None
+    except Exception as exc:  # PyYAML's scalar constructors leak ValueError, IndexError, ...
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ScenarioError([f"{p}: invalid YAML: a value cannot be read ({why})"]) from None
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
@@ -286,7 +473,7 @@ def apply_overrides(doc: Any, overrides: dict[str, Any]) -> Any:
 
 
 def validate_run_name(name: str) -> str:
-    if not RUN_NAME_RE.match(name) or name in {".", ".."}:
+    if not RUN_NAME_RE.fullmatch(name) or name in {".", ".."}:
         raise InputError("--name", f"invalid run name {name!r} (allowed: letters, digits, . _ -; "
                          "must start with a letter or digit; at most 128 characters)")
     return name
