@@ -1,4 +1,4 @@
-"""MLP classifier workload: sequential and batched (torch.func.vmap) client training.
+"""MLP classifier workload: sequential and batched (grouped bmm) client training.
 
 Batched training runs up to ``GROUP`` clients at once: each client's batches are padded to a
 common [steps, batch] grid with a mask; a padded step leaves parameters and optimizer state
@@ -17,11 +17,16 @@ from torch.func import functional_call
 
 from simulator import rng as rngmod
 from simulator.aggregation import Partial
+from simulator.aggregation.fedavg import SCALE, quantize_weighted
 from simulator.data import build_dataset
+from simulator.data.base import PooledDataset
 from simulator.execution.base import JobBatch
+from simulator.privacy import make_update_hook
 
-GROUP = 256  # clients trained at once in the batched path
+GROUP = 256  # clients trained at once in the batched path (CPU)
+GPU_GROUP = 4096  # on a GPU, larger groups amortise kernel launches
 CACHE_BYTES = 256 * 2**20  # resident client shards per host
+_LIMIT = float(2**62)  # fixed-point bound, as in fedavg.quantize_weighted
 
 
 def build_mlp(sizes: list[int]) -> nn.Sequential:
@@ -36,13 +41,36 @@ def build_mlp(sizes: list[int]) -> nn.Sequential:
 def batch_plan(n: int, epochs: int, batch: int, g: np.random.Generator) -> np.ndarray:
     """[steps, batch] sample indices for one client, -1 where a short last batch is padded."""
     per_epoch = -(-n // batch)
-    plan = np.full((epochs * per_epoch, batch), -1, np.int64)
+    plan = np.full((epochs, per_epoch * batch), -1, np.int64)
     for e in range(epochs):
-        perm = g.permutation(n)
-        padded = np.full(per_epoch * batch, -1, np.int64)
-        padded[:n] = perm
-        plan[e * per_epoch:(e + 1) * per_epoch] = padded.reshape(per_epoch, batch)
-    return plan
+        plan[e, :n] = g.permutation(n)
+    return plan.reshape(epochs * per_epoch, batch)
+
+
+def pick_device(scenario: Any) -> torch.device:
+    """CUDA when the executor grants GPUs (num_gpus_per_actor > 0) and torch sees one; else CPU."""
+    want = float(getattr(scenario.executor, "num_gpus_per_actor", 0.0)) > 0
+    return torch.device("cuda") if want and torch.cuda.is_available() else torch.device("cpu")
+
+
+def group_partial(ids: np.ndarray, finals: list[np.ndarray], g64: np.ndarray, n: np.ndarray,
+                  losses: list[float], losses_sq: list[float]) -> Partial:
+    """The fixed-point sum of a group's updates, weighted by samples: ``add_client`` per client
+    vectorised over rows (int64 sums are exact, so the result is bit-identical)."""
+    q = np.zeros(g64.shape[0], np.int64)
+    rows = max(1, 2**18 // (8 * max(1, g64.shape[0])))  # float64 scratch that stays in cache
+    for s in range(0, len(finals), rows):
+        x = np.stack(finals[s:s + rows]).astype(np.float64)
+        np.subtract(x, g64, out=x)
+        np.multiply(x, (n[s:s + rows].astype(np.float64) * SCALE)[:, None], out=x)
+        if not (x.max() < _LIMIT and x.min() > -_LIMIT):  # also false for NaN
+            for row, w in zip(finals[s:s + rows], n[s:s + rows]):
+                quantize_weighted(row.astype(np.float64) - g64, float(w))  # raises the error
+        np.rint(x, out=x)
+        q += x.astype(np.int64).sum(0)
+    weight = np.full(g64.shape[0], float(n.sum()))
+    return Partial(q, weight, np.asarray(ids, np.int64), n.astype(np.int64),
+                   np.asarray(losses, np.float64), np.asarray(losses_sq, np.float64))
 
 
 class MLPWorkload:
@@ -53,13 +81,15 @@ class MLPWorkload:
         self.epochs, self.batch, self.lr = t.epochs, t.batch_size, t.lr
         self.optimizer, self.momentum = t.optimizer, t.momentum
         self.batched = scenario.executor.batched
+        self.device = pick_device(scenario)
+        self.update_hook = make_update_hook(scenario)  # DP clipping/noise; None when off
         self.sizes = [self.dataset.n_features, *scenario.model.hidden, self.dataset.n_classes]
         torch.manual_seed(rngmod.int_seed(scenario.seed, rngmod.INIT))
         self.model = build_mlp(self.sizes)
         self.names = [n for n, _ in self.model.named_parameters()]
         self.shapes = [p.shape for p in self.model.parameters()]
         self.n_params = int(sum(p.numel() for p in self.model.parameters()))
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[int, tuple[np.ndarray, ...]] = {}  # shard arrays or row indices
         self._cache_bytes = 0
         self._init = nn.utils.parameters_to_vector(self.model.parameters()).detach().numpy().copy()
 
@@ -86,15 +116,21 @@ class MLPWorkload:
 
     # --- training -------------------------------------------------------------------------------
     def _client_data(self, cid: int) -> tuple[np.ndarray, np.ndarray]:
-        """A client's shard, kept resident in this host up to CACHE_BYTES (then regenerated)."""
+        """A client's shard, kept resident in this host up to CACHE_BYTES (then regenerated).
+
+        Shards of a pooled dataset (digits) are rows of one shared pool: only their row indices
+        are cached (8 bytes a sample instead of a copy of every row)."""
         hit = self._cache.get(cid)
         if hit is None:
-            hit = self.dataset.client_data(cid)
-            size = hit[0].nbytes + hit[1].nbytes
+            pooled = isinstance(self.dataset, PooledDataset)
+            hit = (self.dataset.client_indices(cid),) if pooled else self.dataset.client_data(cid)
+            size = sum(a.nbytes for a in hit)
             if self._cache_bytes + size <= CACHE_BYTES:
                 self._cache[cid] = hit
                 self._cache_bytes += size
-        return hit
+        if len(hit) == 1:  # as PooledDataset.client_data
+            return self.dataset.x_train[hit[0]], self.dataset.y_train[hit[0]]
+        return hit  # type: ignore[return-value]
 
     def _client_inputs(self, cid: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x, y = self._client_data(int(cid))
@@ -104,19 +140,25 @@ class MLPWorkload:
     def train(self, global_flat: np.ndarray, jobs: JobBatch) -> Partial:
         t0 = time.perf_counter()
         part = Partial.empty(self.n_params)
+        g64 = global_flat.astype(np.float64)
         can_batch = self.batched and self.optimizer in ("sgd", "adam")
         trainer = self._train_group if can_batch else self._train_sequential
         # Group clients of similar size to limit padding (results do not depend on grouping).
         order = np.argsort(self.dataset.n_samples[jobs.client_ids], kind="stable")
-        for s in range(0, len(jobs), GROUP):
-            sel = order[s:s + GROUP]
+        group = GROUP if self.device.type == "cpu" else GPU_GROUP
+        for s in range(0, len(jobs), group):
+            sel = order[s:s + group]
             ids, seeds = jobs.client_ids[sel], jobs.seeds[sel]
             inputs = [self._client_inputs(c, sd) for c, sd in zip(ids, seeds)]
             finals, losses, losses_sq = trainer(global_flat, inputs)
-            for j, cid in enumerate(ids):
-                n = len(inputs[j][1])
-                delta = finals[j].astype(np.float64) - global_flat.astype(np.float64)
-                part.add_client(int(cid), delta, float(n), n, losses[j], losses_sq[j])
+            n = np.fromiter((len(inp[1]) for inp in inputs), np.int64, len(inputs))
+            if self.update_hook is None:
+                part = part.merge(group_partial(ids, finals, g64, n, losses, losses_sq))
+                continue
+            for j, cid in enumerate(ids):  # DP: clip (and noise) each update; weight 1
+                delta, w = self.update_hook(jobs.round, int(cid),
+                                            finals[j].astype(np.float64) - g64, float(n[j]))
+                part.add_client(int(cid), delta, w, int(n[j]), losses[j], losses_sq[j])
         part.wall_s = time.perf_counter() - t0
         return part
 
@@ -154,82 +196,104 @@ class MLPWorkload:
             losses_sq.append(tot_sq / max(cnt, 1))
         return finals, losses, losses_sq
 
+    def _pad_group(self, inputs, steps):  # type: ignore[no-untyped-def]
+        """[steps, C, B] inputs, labels and mask from each client's (x, y, plan): one gather."""
+        c, b, d = len(inputs), self.batch, self.sizes[0]
+        lens = np.fromiter((len(y) for _, y, _ in inputs), np.int64, c)
+        offs = np.zeros(c, np.int64)
+        np.cumsum(lens[:-1], out=offs[1:])
+        # Row -1 of the pooled arrays is the zero row that padded slots read.
+        x_all = np.concatenate([x for x, _, _ in inputs] + [np.zeros((1, d), np.float32)])
+        y_all = np.concatenate([y for _, y, _ in inputs] + [np.zeros(1, np.int64)])
+        gidx = np.full((steps, c, b), -1, np.int64)
+        for j, (_, _, plan) in enumerate(inputs):
+            gidx[:plan.shape[0], j] = plan
+        valid = gidx >= 0
+        gidx += offs[None, :, None]
+        gidx[~valid] = -1
+        xs = x_all.astype(np.float32, copy=False)[gidx]
+        ys = y_all.astype(np.int64, copy=False)[gidx]
+        return xs, ys, valid.astype(np.float32)
+
     def _train_group(self, global_flat, inputs):  # type: ignore[no-untyped-def]
         """Train clients at once with grouped matmuls (bmm) and hand-written backprop.
 
-        Shapes: C clients, S steps, B batch, weights W_l [C, out, in], activations [C, B, width].
+        Shapes: C clients, S steps, B batch, K classes, weights W_l [C, out, in], hidden
+        activations [C, B, width]; the last layer's logits are kept as [C, K, B] because
+        torch's log_softmax over a non-last dim is ~10x faster than over a last dim of size K.
+        Clients are ordered by step count, so those still training at step s are a suffix
+        [lo:] of the group: every op runs on that slice only and finished clients are untouched
+        (the same values as masking them out, without paying for them).
         """
         c = len(inputs)
-        steps = max(p[2].shape[0] for p in inputs)
-        d = self.sizes[0]
-        xs = np.zeros((steps, c, self.batch, d), np.float32)
-        ys = np.zeros((steps, c, self.batch), np.int64)
-        ms = np.zeros((steps, c, self.batch), np.float32)
-        for j, (x, y, plan) in enumerate(inputs):
-            s = plan.shape[0]
-            valid = plan >= 0
-            xs[:s, j][valid] = x[plan[valid]]
-            ys[:s, j][valid] = y[plan[valid]]
-            ms[:s, j][valid] = 1.0
-        xs_t, ys_t, ms_t = torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(ms)
-        g0 = self._unflatten(torch.from_numpy(global_flat.astype(np.float32)))
-        n_layers = len(self.sizes) - 1
-        ws = [g0[f"{2 * i}.weight"].unsqueeze(0).repeat(c, 1, 1) for i in range(n_layers)]
-        bs = [g0[f"{2 * i}.bias"].unsqueeze(0).repeat(c, 1) for i in range(n_layers)]
+        n_steps = np.fromiter((p[2].shape[0] for p in inputs), np.int64, c)
+        order = np.argsort(n_steps, kind="stable")
+        inputs = [inputs[i] for i in order]
+        steps = int(n_steps[order[-1]]) if c else 0
+        lo_at = np.searchsorted(n_steps[order], np.arange(steps), side="right")
+        xs, ys, ms = self._pad_group(inputs, steps)
+        dev = self.device
+        xs_t, ys_t, ms_t = (torch.from_numpy(a).to(dev) for a in (xs, ys, ms))
+        g0 = self._unflatten(torch.from_numpy(global_flat.astype(np.float32)).to(dev))
+        nl = len(self.sizes) - 1
+        ws = [g0[f"{2 * i}.weight"].unsqueeze(0).repeat(c, 1, 1) for i in range(nl)]
+        bs = [g0[f"{2 * i}.bias"].unsqueeze(0).repeat(c, 1) for i in range(nl)]
         params = ws + bs
-        st1 = [torch.zeros_like(p) for p in params]
-        st2 = [torch.zeros_like(p) for p in params]
-        t_step = torch.zeros(c)
-        tot = torch.zeros(c, dtype=torch.float64)
-        tot_sq = torch.zeros(c, dtype=torch.float64)
-        lr, mu = self.lr, self.momentum
+        sgd, mu, lr = self.optimizer == "sgd", self.momentum, self.lr
+        st1 = [torch.zeros_like(p) for p in params] if (mu > 0 or not sgd) else []
+        st2 = [torch.zeros_like(p) for p in params] if not sgd else []
+        t_step = torch.zeros(c, device=dev)
+        tot = torch.zeros(c, dtype=torch.float64, device=dev)
+        tot_sq = torch.zeros(c, dtype=torch.float64, device=dev)
+        minus_one = torch.full((c, 1, self.batch), -1.0, device=dev)
         b1, b2, eps = 0.9, 0.999, 1e-8
-        k = self.sizes[-1]
         for s in range(steps):
-            m = ms_t[s]  # [C, B]
-            cnt = m.sum(1)
-            active = cnt > 0
-            # forward
-            hs = [xs_t[s]]
-            for i in range(n_layers):
-                z = torch.baddbmm(bs[i].unsqueeze(1), hs[-1], ws[i].transpose(1, 2))
-                hs.append(torch.relu(z) if i < n_layers - 1 else z)
-            logp = torch.log_softmax(hs[-1], dim=2)
-            per = -logp.gather(2, ys_t[s].unsqueeze(2)).squeeze(2) * m  # [C, B]
-            tot += per.sum(1).double()
-            tot_sq += (per * per).sum(1).double()
-            # backward of mean cross-entropy over real samples
-            dz = logp.exp()
-            dz.scatter_add_(2, ys_t[s].unsqueeze(2), -torch.ones(c, self.batch, 1))
-            dz = dz * (m / cnt.clamp(min=1.0).unsqueeze(1)).unsqueeze(2)
-            gw: list[torch.Tensor] = [torch.empty(0)] * n_layers
-            gb: list[torch.Tensor] = [torch.empty(0)] * n_layers
-            for i in range(n_layers - 1, -1, -1):
+            lo = int(lo_at[s])
+            m = ms_t[s, lo:]  # [n, B]
+            y = ys_t[s, lo:].unsqueeze(1)  # [n, 1, B]
+            w = [p[lo:] for p in ws]
+            hs = [xs_t[s, lo:]]
+            for i in range(nl - 1):
+                z = torch.baddbmm(bs[i][lo:].unsqueeze(1), hs[-1], w[i].transpose(1, 2))
+                hs.append(torch.relu(z))
+            zt = torch.baddbmm(bs[nl - 1][lo:].unsqueeze(2), w[nl - 1], hs[-1].transpose(1, 2))
+            logp = torch.log_softmax(zt, dim=1)  # [n, K, B]
+            per = logp.gather(1, y).squeeze(1).neg_().mul_(m)  # [n, B]
+            tot[lo:] += per.sum(1).double()
+            tot_sq[lo:] += (per * per).sum(1).double()
+            # backward of mean cross-entropy over real samples: (softmax - onehot) * m / count
+            dz = logp.exp_()
+            dz.scatter_add_(1, y, minus_one[lo:])
+            dz.mul_((m / m.sum(1).clamp(min=1.0).unsqueeze(1)).unsqueeze(1))
+            gw: list[torch.Tensor] = [torch.empty(0)] * nl
+            gb: list[torch.Tensor] = [torch.empty(0)] * nl
+            gw[nl - 1], gb[nl - 1] = torch.bmm(dz, hs[nl - 1]), dz.sum(2)
+            dz = dz.transpose(1, 2)  # [n, B, K]
+            for i in range(nl - 2, -1, -1):
+                dz = torch.ops.aten.threshold_backward(torch.bmm(dz, w[i + 1]), hs[i + 1], 0)
                 gw[i] = torch.bmm(dz.transpose(1, 2), hs[i])
                 gb[i] = dz.sum(1)
-                if i > 0:
-                    dz = torch.bmm(dz, ws[i]) * (hs[i] > 0)
-            grads = gw + gb
-            t_step = t_step + active.float()
-            for j, (p, g) in enumerate(zip(params, grads)):
-                a = active.view((c,) + (1,) * (p.dim() - 1))
-                if self.optimizer == "sgd":
-                    if mu > 0:
-                        st1[j] = torch.where(a, mu * st1[j] + g, st1[j])
-                        g = st1[j]
-                    params[j] = torch.where(a, p - lr * g, p)
+            t_step[lo:] += 1.0
+            for j, g in enumerate(gw + gb):
+                p = params[j][lo:]
+                if sgd and mu > 0:
+                    v = st1[j][lo:]
+                    p.sub_(v.mul_(mu).add_(g) * lr)
+                elif sgd:
+                    p.sub_(g.mul_(lr))
                 else:  # Adam, as torch.optim.Adam with default betas and eps
-                    st1[j] = torch.where(a, b1 * st1[j] + (1 - b1) * g, st1[j])
-                    st2[j] = torch.where(a, b2 * st2[j] + (1 - b2) * g * g, st2[j])
-                    tt = t_step.clamp(min=1).view(a.shape)
+                    v1, v2 = st1[j][lo:], st2[j][lo:]
+                    v1.mul_(b1).add_((1 - b1) * g)
+                    v2.mul_(b2).add_((1 - b2) * g * g)
+                    tt = t_step[lo:].clamp(min=1).view((-1,) + (1,) * (p.dim() - 1))
                     bc1 = 1 - b1 ** tt
                     bc2 = 1 - b2 ** tt
-                    upd = lr / bc1 * st1[j] / (st2[j].sqrt() / bc2.sqrt() + eps)
-                    params[j] = torch.where(a, p - upd, p)
-            ws, bs = params[:n_layers], params[n_layers:]
-        del k
+                    p.sub_(lr / bc1 * v1 / (v2.sqrt() / bc2.sqrt() + eps))
         flat = torch.cat(
-            [t.reshape(c, -1) for i in range(n_layers) for t in (ws[i], bs[i])], dim=1
-        ).numpy()
+            [t.reshape(c, -1) for i in range(nl) for t in (ws[i], bs[i])], dim=1
+        ).cpu().numpy()
         counts = ms.sum(axis=(0, 2)).clip(min=1)
-        return list(flat), list(tot.numpy() / counts), list(tot_sq.numpy() / counts)
+        inv = np.empty_like(order)
+        inv[order] = np.arange(c)
+        return (list(flat[inv]), list((tot.cpu().numpy() / counts)[inv]),
+                list((tot_sq.cpu().numpy() / counts)[inv]))
