@@ -41,6 +41,15 @@ class RoundFeedback:
 
 
 class Selector(Protocol):
+    """A selection policy, built as ``cls(scenario, population)``.
+
+    Per-client state lives in population-sized numpy columns indexed by client id (never one
+    Python object per client), and ``select``/``observe`` work on the candidates and the
+    invitees with vector operations. ``state_dict`` returns numpy arrays (saved to the
+    checkpoint's .npz) and JSON-able values; ``load_state_dict`` restores them so that a resumed
+    run makes identical selections (helpers: simulator/selection/common.py).
+    """
+
     def select(
         self, ctx: RoundContext, candidates: np.ndarray, n: int, rng: np.random.Generator
     ) -> np.ndarray: ...

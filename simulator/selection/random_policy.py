@@ -21,6 +21,16 @@ class RandomSelector:
             return np.sort(candidates)
         return np.sort(rng.choice(candidates, size=n, replace=False))
 
+    def select_sparse(
+        self, ctx: RoundContext, index: Any, n: int, n_online: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Large populations: rejection-sample online ids (an ``AvailabilityIndex``) in O(n)
+        instead of listing all online clients; lists them only when online clients are rare."""
+        ids = index.sample(ctx.time_s, n, n_online, rng)
+        if ids is None:
+            return self.select(ctx, np.flatnonzero(ctx.population.available(ctx.time_s)), n, rng)
+        return np.sort(ids)
+
     def observe(self, feedback: RoundFeedback) -> None:
         pass
 

@@ -1,0 +1,135 @@
+"""Sweeps: grid parsing and validation (no Ray), and a tiny 3 policies x 2 seeds sweep (Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from simulator import InputError
+from simulator.cli import main
+from simulator.sweep import expand, jain_index, parse_grid, run_sweep, validate
+from tests.conftest import small_doc
+
+
+def tiny_file(tmp_path, **over):
+    doc = small_doc(**{"population.size": 40, "clients_per_round": 4, "rounds": 3, **over})
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path, doc
+
+
+# --- no Ray ---------------------------------------------------------------------------------------
+def test_parse_grid_values_and_lists():
+    g = parse_grid(["selection.policy=random,oort", "model.hidden=[64,32],[16]",
+                    "selection.oort.alpha=1,2.5"])
+    assert [v for _, v in g["selection.policy"]] == ["random", "oort"]
+    assert [v for _, v in g["model.hidden"]] == [[64, 32], [16]]
+    assert [v for _, v in g["selection.oort.alpha"]] == [1, 2.5]
+
+
+@pytest.mark.parametrize("item, msg", [
+    ("selection.policy", "expected KEY=V1,V2"),
+    ("selection..policy=a", "invalid key"),
+    ("seed=1,2", "use --seeds"),
+    ("executor.kind=ray", "executor.kind local"),
+    ("rounds=1,,2", "empty value"),
+    ("rounds=1,1", "listed twice"),
+])
+def test_bad_grid_syntax(item, msg):
+    with pytest.raises(InputError, match=msg):
+        parse_grid([item])
+
+
+def test_grid_key_given_twice():
+    with pytest.raises(InputError, match="given twice"):
+        parse_grid(["rounds=1", "rounds=2"])
+
+
+def test_expand_deduplicates_other_policies_parameters():
+    doc = small_doc()
+    grid = parse_grid(["selection.policy=random,oort,tifl", "selection.oort.alpha=1,2"])
+    variants, dropped = expand(doc, grid, seeds=2)
+    labels = sorted({v.label for v in variants})
+    assert labels == ["policy=oort,alpha=1", "policy=oort,alpha=2", "policy=random",
+                      "policy=tifl"]
+    assert dropped == 4 and len(variants) == 8
+    assert {v.seed for v in variants} == {7, 8}  # the scenario's seed, seed + 1
+    assert len({v.name for v in variants}) == 8
+    rnd = next(v for v in variants if v.label == "policy=random")
+    assert rnd.overrides == {"selection.policy": "random"}
+
+
+def test_every_variant_is_validated_before_ray(tmp_path):
+    doc = small_doc()
+    with pytest.raises(InputError) as ei:
+        validate(doc, parse_grid(["selection.policy=random,oort", "selection.oort.alpha=1,-3"]))
+    assert str(ei.value).startswith("--grid: variant policy=random,alpha=-3: selection.oort.alpha")
+    # Dropped by deduplication for policy random, but a misspelt key is still an error.
+    with pytest.raises(InputError, match="variant alpah=1: selection.oort.alpah: unknown field"):
+        validate(doc, parse_grid(["selection.oort.alpah=1"]))
+    validate(doc, parse_grid(["selection.policy=random,oort", "selection.oort.alpha=1,2"]))
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--grid", "selection.policy=random,bogus"], "--grid: variant policy=bogus: selection.policy"),
+    (["--grid", "nosuch.key=1"], "--grid: variant key=1: nosuch: unknown field"),
+    (["--grid", "selection.policy"], "--grid: expected KEY=V1,V2"),
+    (["--seeds", "0"], "--seeds: must be between 1 and 1000"),
+    (["--target-accuracy", "1.5"], "--target-accuracy: must be in (0, 1]"),
+    (["--search-alg", "nope"], "--search-alg: unknown search algorithm 'nope'"),
+    (["--scheduler", "nope"], "--scheduler: unknown scheduler 'nope'"),
+])
+def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys, args, msg):
+    path, _ = tiny_file(tmp_path)
+    rc = main(["sweep", str(path), "--runs-dir", str(tmp_path / "runs"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith(f"fedfleet: error: {msg}"), err
+    assert not (tmp_path / "runs").exists()  # nothing started, nothing written
+
+
+def test_existing_sweep_needs_overwrite(tmp_path, capsys):
+    path, _ = tiny_file(tmp_path)
+    (tmp_path / "runs" / "s").mkdir(parents=True)
+    assert main(["sweep", str(path), "--runs-dir", str(tmp_path / "runs"), "--name", "s"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    rc = main(["sweep", str(path), "--runs-dir", str(tmp_path / "runs"), "--name", "s",
+               "--overwrite"])
+    assert rc == 2 and "is not a sweep directory" in capsys.readouterr().err
+
+
+def test_jain_index_counts_absent_clients_as_zero():
+    assert jain_index([1, 1, 1, 1], 4) == pytest.approx(1.0)
+    assert jain_index([4], 4) == pytest.approx(0.25)
+    assert jain_index([2, 2], 4) == pytest.approx(0.5)
+
+
+# --- Ray ------------------------------------------------------------------------------------------
+@pytest.mark.ray
+def test_three_policies_two_seeds_sweep(tmp_path, ray_session):
+    path, _ = tiny_file(tmp_path)
+    lines = []
+    res = run_sweep(path, ["selection.policy=random,oort,tifl"], seeds=2, name="pol", runs_dir=str(tmp_path / "runs"), max_concurrent=2,
+                    log=lines.append)
+    sweep_dir = tmp_path / "runs" / "pol"
+    assert res.sweep_dir == sweep_dir and not res.failures
+    t = pd.read_parquet(sweep_dir / "sweep.parquet")
+    assert len(t) == 6 and (t["status"] == "ok").all()
+    assert sorted(t["label"].unique()) == ["policy=oort", "policy=random", "policy=tifl"]
+    for col in ("selection.policy", "seed", "time_to_target_s",
+                "final_accuracy", "rounds", "jain_fairness", "wasted_device_s", "bytes_up",
+                "bytes_down", "energy_j", "target_accuracy"):
+        assert col in t.columns, col
+    assert (t["rounds"] == 3).all() and t["jain_fairness"].between(0, 1).all()
+    for name in t["variant"]:
+        run = sweep_dir / name
+        scenario = json.loads((run / "manifest.json").read_text())["scenario"]
+        assert scenario["executor"]["kind"] == "local"
+    html = sweep_dir / "comparison.html"
+    assert res.dashboard == html and html.stat().st_size > 10_000
+    assert (sweep_dir / "_tune").is_dir()  # Ray Tune's files stay inside the sweep
+    assert json.loads((sweep_dir / "sweep.json").read_text())["seeds"] == 2
+    assert any(line.startswith("[6/6]") for line in lines)
