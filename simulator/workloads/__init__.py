@@ -12,10 +12,10 @@ from typing import Any
 
 def build_workload(scenario: Any, population_size: int) -> Any:
     kind = scenario.model.kind
-    if kind == "mlp":
-        from simulator.workloads.mlp import MLPWorkload
+    if kind == "mlp":  # MLPWorkload plus HeteroFL "width" jobs (identical without them)
+        from simulator.workloads.width import WidthMLPWorkload
 
-        return MLPWorkload(scenario, population_size)
+        return WidthMLPWorkload(scenario, population_size)
     from simulator.workloads.registry import build_registered  # transformer workloads
 
     return build_registered(scenario, population_size)
