@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from simulator import FedFleetError
 from simulator.recording import atomic_write_bytes
 
 _JSON = "checkpoint.json"
@@ -41,11 +42,15 @@ def save_checkpoint(run_dir: Path, next_round: int, clock_s: float, accuracy: fl
     buf = io.BytesIO()
     np.savez(buf, global_flat=global_flat, **{f"sel__{k}": v for k, v in arrays.items()})
     npz = f"checkpoint-{next_round:08d}.npz"
-    atomic_write_bytes(run_dir / npz, buf.getvalue())
     meta = {"next_round": next_round, "clock_s": clock_s, "accuracy": accuracy,
             "selector": rest, "arrays": npz}
-    # The JSON is written last and names a complete npz, so a crash in between is harmless.
-    atomic_write_bytes(run_dir / _JSON, json.dumps(meta).encode())
+    try:
+        atomic_write_bytes(run_dir / npz, buf.getvalue())
+        # The JSON is written last and names a complete npz, so a crash in between is harmless.
+        atomic_write_bytes(run_dir / _JSON, json.dumps(meta).encode())
+    except OSError as exc:
+        raise FedFleetError(f"output.runs_dir: writing a checkpoint in '{run_dir}' failed "
+                            f"({exc.strerror or exc})") from None
     for old in run_dir.glob("checkpoint-*.npz"):
         if old.name != npz:
             old.unlink(missing_ok=True)
@@ -55,10 +60,15 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
     meta_path = run_dir / _JSON
     if not meta_path.exists():
         return None
-    meta = json.loads(meta_path.read_text())
-    with np.load(run_dir / meta["arrays"], allow_pickle=False) as z:
-        flat = z["global_flat"]
-        sel = {k[5:]: z[k] for k in z.files if k.startswith("sel__")}
-    sel.update(meta.get("selector", {}))
-    return Checkpoint(int(meta["next_round"]), float(meta["clock_s"]), meta.get("accuracy"),
-                      flat, sel)
+    try:
+        meta = json.loads(meta_path.read_text())
+        with np.load(run_dir / meta["arrays"], allow_pickle=False) as z:
+            flat = z["global_flat"]
+            sel = {k[5:]: z[k] for k in z.files if k.startswith("sel__")}
+        sel.update(meta.get("selector", {}))
+        return Checkpoint(int(meta["next_round"]), float(meta["clock_s"]), meta.get("accuracy"),
+                          flat, sel)
+    except Exception as exc:  # damaged or edited files: OSError, ValueError, KeyError, zip errors
+        why = (str(exc).splitlines() or [""])[0][:160]
+        raise FedFleetError(f"checkpoint in '{run_dir}' cannot be read ({type(exc).__name__}: "
+                            f"{why}); run the scenario again to start over") from None

@@ -36,7 +36,7 @@ def _parse_sets(items: list[str] | None) -> dict[str, Any]:
         k, v = item.split("=", 1)
         try:
             out[k.strip()] = yaml.safe_load(v)
-        except yaml.YAMLError:
+        except Exception:  # YAMLError, or ValueError/IndexError leaked by PyYAML: keep the text
             out[k.strip()] = v
     return out
 
@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from simulator.scenario import validate_run_name
 
     sc = _load(args.file, args.set)
-    name = validate_run_name(args.name or sc.name)
+    name = validate_run_name(sc.name if args.name is None else args.name)
     prog, on_round = _progress_runner(sc.rounds, name)
     with prog:
         run_dir = run_scenario(sc, name=name, runs_dir=args.runs_dir, overwrite=args.overwrite,

@@ -1,0 +1,136 @@
+"""Ray actor failures: a killed actor's jobs are re-run on a fresh actor and the run's tables are
+identical to a run without the fault; ``executor.max_retries`` bounds the retries (a budget for
+the whole run, like Ray's own ``max_restarts``); exhausting it fails the run with a one-line
+FedFleetError and keeps the completed rounds (resumable when checkpoints are on).
+
+Faults are injected deterministically: during chosen rounds the executor's ``ray`` module is
+wrapped so that ``ray.kill`` hits actor 0 right before each ``ray.get`` -- after the round's
+``train`` calls were submitted, i.e. while the round is running.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from simulator import FedFleetError
+from simulator.cli import main
+from simulator.runner import resume_run, run_scenario
+from simulator.scenario import parse_scenario
+from tests.conftest import small_doc
+
+pytestmark = pytest.mark.ray
+
+RAY = {"executor.kind": "ray", "executor.num_actors": 2, "executor.num_cpus_per_actor": 1}
+
+
+class _KillBeforeGet:
+    """Stands in for the ``ray`` module inside one ``RayExecutor.run`` call."""
+
+    def __init__(self, ray: Any, executor: Any, kills: int) -> None:
+        self._ray, self._executor, self.kills_left = ray, executor, kills
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ray, name)
+
+    def get(self, ref: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.kills_left > 0:
+            self.kills_left -= 1
+            self._ray.kill(self._executor.actors[0], no_restart=True)
+            self._executor.kills += 1
+        return self._ray.get(ref, *args, **kwargs)
+
+
+def _inject(monkeypatch: pytest.MonkeyPatch, kills_per_round: dict[int, int]) -> list[Any]:
+    """Make ray executors kill actor 0 during the given rounds; returns the executors built."""
+    from simulator.execution import ray_pool
+
+    built: list[Any] = []
+
+    class KillingExecutor(ray_pool.RayExecutor):  # type: ignore[misc, valid-type]
+        def __init__(self, *a: Any, **k: Any) -> None:
+            super().__init__(*a, **k)
+            self.kills = 0
+            built.append(self)
+
+        def run(self, global_flat: np.ndarray, jobs: Any) -> Any:
+            kills = kills_per_round.get(jobs.round, 0)
+            if not kills:
+                return super().run(global_flat, jobs)
+            real = self.ray
+            self.ray = _KillBeforeGet(real, self, kills)
+            try:
+                return super().run(global_flat, jobs)
+            finally:
+                self.ray = real
+
+    monkeypatch.setattr(ray_pool, "RayExecutor", KillingExecutor)
+    return built
+
+
+def _tables(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    r = pd.read_parquet(run / "rounds.parquet").drop(columns=["wall_s"])
+    return r, pd.read_parquet(run / "clients.parquet")
+
+
+def _assert_same(a: Path, b: Path) -> None:
+    ra, ca = _tables(a)
+    rb, cb = _tables(b)
+    pd.testing.assert_frame_equal(ra, rb, check_exact=True)
+    pd.testing.assert_frame_equal(ca, cb, check_exact=True)
+
+
+def _local_reference(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    ref = dict(doc, executor={"kind": "local"}, output={"checkpoint_every": 0})
+    return run_scenario(parse_scenario(ref), name="local-ref", runs_dir=str(tmp_path / "ref"))
+
+
+def test_killed_actor_is_replaced_and_results_are_identical(
+        tmp_path: Path, ray_session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = small_doc(name="faulty", rounds=3, **RAY, **{"executor.max_retries": 1})
+    built = _inject(monkeypatch, {1: 1})  # actor 0 dies while round 1 runs
+    run = run_scenario(parse_scenario(doc), runs_dir=str(tmp_path))
+    (ex,) = built
+    assert ex.kills == 1 and ex.retries_used == 1
+    r, _ = _tables(run)
+    assert r["completed"].sum() > 0
+    _assert_same(run, _local_reference(tmp_path, doc))
+
+
+def test_exhausted_retries_fail_cleanly_and_the_run_resumes(
+        tmp_path: Path, ray_session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = small_doc(name="doomed", rounds=5, **RAY,
+                    **{"executor.max_retries": 1, "output.checkpoint_every": 2})
+    _inject(monkeypatch, {3: 100})  # actor 0 keeps dying in round 3
+    with pytest.raises(FedFleetError, match=r"executor.max_retries \(1\)") as err:
+        run_scenario(parse_scenario(doc), runs_dir=str(tmp_path))
+    assert "\n" not in str(err.value)
+    partial = tmp_path / "doomed.partial"
+    assert not (tmp_path / "doomed").exists() and (partial / "checkpoint.json").is_file()
+    # The completed rounds' rows are on disk (rounds 0-2; round 2 after the checkpoint).
+    done = pd.concat(pd.read_parquet(p) for p in sorted((partial / "parts").glob("rounds-*")))
+    assert done["round"].tolist() == [0, 1, 2]
+
+    monkeypatch.undo()  # the cluster is healthy again
+    run = resume_run(tmp_path / "doomed")
+    _assert_same(run, _local_reference(tmp_path, doc))
+
+
+def test_exhausted_retries_without_checkpoints_via_cli(
+        tmp_path: Path, ray_session: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    doc = small_doc(name="nockpt", rounds=3, **RAY, **{"executor.max_retries": 0})
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    _inject(monkeypatch, {1: 1})
+    rc = main(["run", str(f), "--runs-dir", str(tmp_path / "runs"), "--no-dashboard"])
+    lines = capsys.readouterr().err.splitlines()
+    assert rc == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("fedfleet: error: executor: actor 0 failed"), lines
+    assert "executor.max_retries (0)" in lines[0]
+    assert not (tmp_path / "runs").exists()  # nothing resumable: nothing left behind
