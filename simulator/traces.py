@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import secrets
 from numbers import Real
 from pathlib import Path
@@ -41,67 +40,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator import InputError
+from simulator.safe_pickle import _ALLOWED, SafeUnpickler, _first_line, safe_load_pickle  # noqa: F401
 
 TRACE_FORMAT_VERSION = "1"
 BASE_COLUMNS = ("client_id", "ms_per_sample", "kbit_per_s")
 BEHAVIOR_COLUMNS = ("active_start_s", "active_end_s", "period_s")
-_ALLOWED = "only dicts, lists, strings and numbers are allowed"
 _INT64_MAX = int(np.iinfo(np.int64).max)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:200]
-
-
-# --- safe unpickling ----------------------------------------------------------------------------
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that resolves no globals at all.
-
-    Every class, function or reduce payload (``os.system``, ``collections.OrderedDict``, numpy
-    scalars, ...) is looked up through :meth:`find_class`, which always raises, so only the
-    opcodes for dict/list/tuple/set/str/bytes/int/float/bool/None succeed. Persistent ids are
-    refused too. ``origin`` names the file in the error.
-    """
-
-    def __init__(self, file: Any, *, origin: str = "trace") -> None:
-        super().__init__(file)
-        self._origin = origin
-
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - see class docstring
-        raise InputError(
-            self._origin,
-            f"trace file contains a Python object of type {module}.{name}; {_ALLOWED}",
-        )
-
-    def persistent_load(self, pid: Any) -> Any:  # noqa: D102
-        raise InputError(self._origin, f"trace file uses a persistent object reference; {_ALLOWED}")
-
-
-def safe_load_pickle(path: str | os.PathLike[str]) -> Any:
-    """Load a pickle of plain data only; every failure becomes a one-line ``InputError``."""
-    origin = str(path)
-    try:
-        with open(path, "rb") as fh:
-            return SafeUnpickler(fh, origin=origin).load()
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError(origin, "file not found") from None
-    except PermissionError:
-        raise InputError(origin, "permission denied") from None
-    except IsADirectoryError:
-        raise InputError(origin, "is a directory, expected a pickle file") from None
-    except OSError as exc:
-        raise InputError(origin, f"cannot read file ({exc.strerror or exc})") from None
-    except EOFError:
-        raise InputError(origin, "truncated or empty pickle (unexpected end of file)") from None
-    except (RecursionError, MemoryError):
-        raise InputError(origin, "pickle is nested too deeply or too large to load") from None
-    except Exception as exc:  # UnpicklingError, ValueError, KeyError, struct/unicode errors ...
-        if "truncated" in str(exc):
-            raise InputError(origin, "truncated pickle (data ends early)") from None
-        why = f"{type(exc).__name__}: {_first_line(exc)}"
-        raise InputError(origin, f"corrupt or unsupported pickle ({why})") from None
 
 
 # --- validation helpers -------------------------------------------------------------------------

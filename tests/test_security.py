@@ -2,7 +2,7 @@
 
 * YAML goes through ``yaml.safe_load`` only: a ``!!python/...`` tag is a one-line error;
 * no pickle / eval / exec / unsafe loaders on user files anywhere in the engine or dashboards
-  (source scan), except the restricted unpickler in simulator/traces.py, which resolves no globals;
+  (source scan), except the restricted unpickler in simulator/safe_pickle.py, which resolves no globals;
 * ``torch.load`` only with ``weights_only=True``; numpy never with ``allow_pickle=True``;
 * plugin classes are imported only when listed under the scenario's ``plugins:``;
 * run names cannot leave the runs directory;
@@ -118,8 +118,8 @@ def test_the_only_unpickler_resolves_no_globals() -> None:
     """traces.py reads FedScale pickles with SafeUnpickler: every global lookup is refused."""
     from simulator.traces import SafeUnpickler, safe_load_pickle
 
-    users = [p for p in _sources() if "Unpickler" in p.read_text()]
-    assert [p.name for p in users] == ["traces.py"]
+    users = [p for p in _sources() if "pickle.Unpickler" in p.read_text()]
+    assert [p.name for p in users] == ["safe_pickle.py"]
     with pytest.raises(InputError):
         SafeUnpickler(io.BytesIO(b""), origin="x").find_class("os", "system")
 

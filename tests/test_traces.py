@@ -308,7 +308,7 @@ def test_trace_available_on_loaded_table_and_arrow(tmp_path: Path) -> None:
 
 def test_permission_error_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same as above but works as root too: the OS error is simulated."""
-    import simulator.traces as traces
+    import simulator.safe_pickle as traces
 
     def denied(*_a: object, **_k: object) -> None:
         raise PermissionError(13, "Permission denied")
