@@ -19,6 +19,6 @@ def test_every_shipped_scenario_validates():
     from simulator.scenario import load_scenario
 
     files = sorted((ROOT / "scenarios").glob("*.yaml"))
-    assert len(files) >= 10
+    assert len(files) >= 9
     for f in files:
         load_scenario(f)
