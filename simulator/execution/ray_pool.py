@@ -46,7 +46,28 @@ def _host_class():  # type: ignore[no-untyped-def]
         def pid(self) -> int:
             return os.getpid()
 
+        def placement(self) -> dict[str, Any]:
+            """Where this host runs: node, process, torch device, granted GPUs."""
+            return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
+                    "device": str(getattr(self.workload, "device", "cpu")),
+                    "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+
     return ClientHost
+
+
+def check_resources(total: dict[str, float], n_actors: int, ex: Any) -> None:
+    """GPUs and custom resources the actors ask for must exist, or Ray would wait forever."""
+    wants = {"GPU": float(ex.num_gpus_per_actor), **{k: float(v) for k, v in ex.resources.items()}}
+    for name, per in wants.items():
+        need, have = n_actors * per, float(total.get(name, 0.0))
+        if per > 0 and need > have + 1e-9:
+            gpu = name == "GPU"
+            field = "num_gpus_per_actor" if gpu else f"resources.{name}"
+            how = "--num-gpus=1" if gpu else f"--resources='{{\"{name}\": 1}}'"
+            raise FedFleetError(
+                f"executor.{field}: {n_actors} actors x {per:g} {name} need {need:g} but the Ray "
+                f"cluster has {have:g} (add nodes with it, e.g. `ray start {how}`, or lower "
+                "executor.num_actors)")
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -62,7 +83,8 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         if addr:
             ray.init(address=addr, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+            # "local": always a private instance, never another Ray that runs on this machine
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise FedFleetError(f"executor.address: cannot start or join Ray ({exc})") from None
 
@@ -85,6 +107,7 @@ class RayExecutor:
                 f"{need:g} CPUs but the Ray cluster has {cpus:g} (lower executor.num_actors or "
                 "executor.num_cpus_per_actor; fractions such as 0.5 are allowed)"
             )
+        check_resources(ray.cluster_resources(), self.n_actors, ex)
         self.max_retries = ex.max_retries
         self.retries_used = 0
         self._options: dict[str, Any] = {"num_cpus": ex.num_cpus_per_actor,
@@ -92,17 +115,30 @@ class RayExecutor:
                                          "max_restarts": 0}
         if ex.resources:
             self._options["resources"] = dict(ex.resources)
+        if getattr(ex, "scheduling", "default") == "spread":  # one actor per node where possible
+            self._options["scheduling_strategy"] = "SPREAD"
         self._threads = max(1, int(ex.num_cpus_per_actor))
         self._cls = _host_class()
         self.actors = [self._spawn() for _ in range(self.n_actors)]
-        self.n_params = int(ray.get(self.actors[0].n_params.remote()))
-        self._init = ray.get(self.actors[0].initial_state.remote())
+        # Fetched on first use: the driver samples its population while the actors start.
+        self._n_params_ref = self.actors[0].n_params.remote()
+        self._init_ref = self.actors[0].initial_state.remote()
+        self._n_params: int | None = None
+        self._init: np.ndarray | None = None
+
+    @property
+    def n_params(self) -> int:
+        if self._n_params is None:
+            self._n_params = int(self.ray.get(self._n_params_ref))
+        return self._n_params
 
     def _spawn(self):  # type: ignore[no-untyped-def]
         return self._cls.options(**self._options).remote(
             self.scenario, self.population_size, self._threads)
 
     def initial_state(self) -> np.ndarray:
+        if self._init is None:
+            self._init = self.ray.get(self._init_ref)
         return np.array(self._init, copy=True)
 
     def shard(self, jobs: JobBatch) -> list[JobBatch]:
@@ -124,8 +160,7 @@ class RayExecutor:
                 if self.retries_used >= self.max_retries:
                     raise FedFleetError(
                         f"executor: actor {a} failed and executor.max_retries "
-                        f"({self.max_retries}) is exhausted ({type(exc).__name__}); completed "
-                        "rounds are kept"
+                        f"({self.max_retries}) is exhausted ({type(exc).__name__})"
                     ) from None
                 self.retries_used += 1
                 self.actors[a] = self._spawn()

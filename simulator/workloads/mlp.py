@@ -2,7 +2,8 @@
 
 Batched training runs up to ``GROUP`` clients at once: each client's batches are padded to a
 common [steps, batch] grid with a mask; a padded step leaves parameters and optimizer state
-untouched, so every client follows exactly the trajectory it would follow alone.
+untouched, so every client follows exactly the trajectory it would follow alone. A host granted
+a GPU (``executor.num_gpus_per_actor > 0``) runs the batched path on CUDA; CPU is the default.
 """
 
 from __future__ import annotations
