@@ -38,20 +38,34 @@ def count_table(rows: pd.Series, cols: pd.Series, mask: np.ndarray | None = None
     return t.sort_index()
 
 
-def phases_done(clients: pd.DataFrame) -> pd.DataFrame:
-    """Seconds each client really spent per phase: planned phase times cut at ``stop_s``.
+def phase_intervals(clients: pd.DataFrame, pos: np.ndarray | None = None
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Absolute (start, end) simulated seconds of each phase per client (rows ``pos`` if given).
 
-    ``download_s``/``compute_s``/``upload_s`` are the planned durations; a client that stopped
-    early (dropped, offline, straggler, overcommitted) only did the part before ``stop_s``.
+    Uses the event-log columns ``{download,compute,upload}_{start,end}_s`` when the run has them
+    (NaN: the phase never started; asynchronous clients may start before their round). Otherwise
+    the phases follow each other from ``start_s`` with the planned ``download_s``/``compute_s``/
+    ``upload_s``, cut at ``stop_s``: a client that stopped early only did the part before it.
     """
-    span = (clients["stop_s"] - clients["start_s"]).to_numpy(dtype=float, na_value=0.0)
-    d = clients["download_s"].to_numpy(dtype=float, na_value=0.0)
-    c = clients["compute_s"].to_numpy(dtype=float, na_value=0.0)
-    u = clients["upload_s"].to_numpy(dtype=float, na_value=0.0)
-    d_done = np.clip(span, 0.0, d)
-    c_done = np.clip(span - d, 0.0, c)
-    u_done = np.clip(span - d - c, 0.0, u)
-    return pd.DataFrame({"download": d_done, "compute": c_done, "upload": u_done},
+    def col(name: str) -> np.ndarray:
+        v = clients[name].to_numpy(dtype=float, na_value=np.nan)
+        return v if pos is None else v[pos]
+
+    if all(f"{p}_{e}_s" in clients for p in PHASES for e in ("start", "end")):
+        return {p: (col(f"{p}_start_s"), col(f"{p}_end_s")) for p in PHASES}
+    start, stop = col("start_s"), col("stop_s")
+    out, t = {}, start
+    for p in PHASES:
+        end = np.minimum(t + np.nan_to_num(col(f"{p}_s")), np.maximum(stop, t))
+        out[p] = (t, end)
+        t = end
+    return out
+
+
+def phases_done(clients: pd.DataFrame) -> pd.DataFrame:
+    """Seconds each client really spent per phase (0 for a phase it never started)."""
+    iv = phase_intervals(clients)
+    return pd.DataFrame({p: np.nan_to_num(e - s).clip(min=0.0) for p, (s, e) in iv.items()},
                         index=clients.index)
 
 
@@ -67,23 +81,32 @@ def thin_rounds(rounds: pd.DataFrame, max_points: int = MAX_ROUND_POINTS) -> pd.
 def round_phase_split(rounds: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
     """Split each round's duration along its critical path.
 
-    The critical client is the completed client that finished last. Its download, compute and
-    upload times are stacked; ``waiting`` is the rest of the round (duration minus that client's
-    busy time, e.g. the wait for a deadline when fewer than the target count finished), so the
-    four columns add up to ``duration_s``. A round without completed clients is all waiting.
+    The critical client is the completed client that stopped last (ties: the longest busy). The
+    time its download, compute and upload spent inside the round's window [sim_start_s,
+    sim_end_s] is stacked; ``waiting`` is the rest of the round (e.g. the wait for a deadline
+    when fewer than the target count finished), so the four columns add up to ``duration_s``.
+    In a synchronous round every client starts with the round, so the three phases are the
+    critical client's whole busy time; an asynchronous client may have started earlier, and only
+    its part inside the window counts. A round without completed clients is all waiting.
     Columns: round, sim_start_s, duration_s, download, compute, upload, waiting, critical_class.
     """
     out = rounds[["round", "sim_start_s", "duration_s"]].copy().reset_index(drop=True)
     pos = np.flatnonzero((clients["outcome"] == "completed").to_numpy())
     if len(pos):
-        ph = {p: clients[f"{p}_s"].to_numpy(float)[pos] for p in PHASES}
-        busy = pd.Series(ph["download"] + ph["compute"] + ph["upload"])
-        crit = busy.groupby(clients["round"].to_numpy()[pos]).idxmax()
-        at = crit.to_numpy()
-        cls = (clients["device_class"].iloc[pos[at]].astype(str).to_numpy()
-               if "device_class" in clients else np.full(len(at), ""))
-        frame = pd.DataFrame({"round": crit.index.to_numpy(), **{p: ph[p][at] for p in PHASES},
-                              "critical_class": cls})
+        rnd = clients["round"].to_numpy()[pos]
+        busy = sum(np.nan_to_num(clients[f"{p}_s"].to_numpy(float)[pos]) for p in PHASES)
+        stop = clients["stop_s"].to_numpy(float)[pos]
+        order = np.lexsort((busy, stop, rnd))  # by round, then stop time, then busy time
+        last = order[np.r_[rnd[order][1:] != rnd[order][:-1], True]]  # last row of each round
+        iv = phase_intervals(clients, pos[last])
+        win = rounds.set_index("round")
+        w0 = pd.Series(rnd[last]).map(win["sim_start_s"]).to_numpy(float)
+        w1 = w0 + pd.Series(rnd[last]).map(win["duration_s"]).to_numpy(float)
+        inside = {p: np.nan_to_num(np.minimum(e, w1) - np.maximum(s, w0)).clip(min=0.0)
+                  for p, (s, e) in iv.items()}
+        cls = (clients["device_class"].iloc[pos[last]].astype(str).to_numpy()
+               if "device_class" in clients else np.full(len(last), ""))
+        frame = pd.DataFrame({"round": rnd[last], **inside, "critical_class": cls})
         out = out.merge(frame, on="round", how="left")
     else:
         for p in PHASES:
@@ -98,7 +121,10 @@ def round_phase_split(rounds: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFra
 
 
 def bin_rounds(split: pd.DataFrame, max_bars: int = MAX_ROUND_BARS) -> tuple[pd.DataFrame, int]:
-    """Average consecutive rounds into at most ``max_bars`` bins; returns (frame, rounds per bin)."""
+    """Average consecutive rounds into at most ``max_bars`` bins.
+
+    Returns (binned frame, rounds per bin).
+    """
     n = len(split)
     if n <= max_bars:
         return split, 1
@@ -114,7 +140,8 @@ def outcome_counts_by_class(clients: pd.DataFrame) -> pd.DataFrame:
     if not len(clients):
         return pd.DataFrame(columns=list(OUTCOMES))
     t = count_table(clients["device_class"], clients["outcome"])
-    cols = [o for o in OUTCOMES if o in t.columns] + sorted(c for c in t.columns if c not in OUTCOMES)
+    known = [o for o in OUTCOMES if o in t.columns]
+    cols = known + sorted(c for c in t.columns if c not in OUTCOMES)
     return t[cols].sort_index()
 
 
@@ -127,7 +154,11 @@ def outcome_rates_by_class(clients: pd.DataFrame) -> pd.DataFrame:
     counts = outcome_counts_by_class(clients)
     invited = counts.sum(axis=1)
     rates = counts.div(invited.where(invited > 0), axis=0)
-    g = lambda *names: sum(counts[n] for n in names if n in counts) / invited  # noqa: E731
+
+    def g(*names: str) -> pd.Series:
+        return sum((counts[n] for n in names if n in counts), pd.Series(0, index=counts.index)) \
+            / invited
+
     named = pd.DataFrame({
         "invited": invited,
         "participation": g("completed"),
@@ -195,7 +226,8 @@ def rate_quantiles(clients: pd.DataFrame) -> dict[str, pd.DataFrame]:
     pos = np.flatnonzero(done & (cls >= 0))
     if len(pos) > MAX_QUANTILE_SAMPLES:
         pos = pos[:: int(np.ceil(len(pos) / MAX_QUANTILE_SAMPLES))]
-    defs = {"downlink": ("bytes_down", "download_s", 8e-6), "uplink": ("bytes_up", "upload_s", 8e-6),
+    defs = {"downlink": ("bytes_down", "download_s", 8e-6),
+            "uplink": ("bytes_up", "upload_s", 8e-6),
             "throughput": ("n_samples", "compute_s", 1.0)}
     out: dict[str, pd.DataFrame] = {}
     k = cls[pos]
@@ -236,18 +268,23 @@ def sample_timeline(clients: pd.DataFrame, rounds: pd.DataFrame, max_rounds: int
     sizes = sub.groupby("round").size()
     keep = []
     offset = 0
-    for r, n in zip(sizes.index, sizes.to_numpy()):
+    for n in sizes.to_numpy():
         m = min(n, max_clients)
         keep.append(offset + np.unique(np.linspace(0, n - 1, m).astype(int)))
         offset += n
     sub = sub.iloc[np.concatenate(keep)] if keep else sub.iloc[:0]
     sub = sub.copy()
-    ph = phases_done(sub)
-    for p in PHASES:
-        sub[p] = ph[p].to_numpy()
     starts = rounds.set_index("round")["sim_start_s"] if "sim_start_s" in rounds else None
-    r0 = sub["round"].map(starts) if starts is not None else sub.groupby("round")["start_s"].transform("min")
-    sub["t0"] = (sub["start_s"] - r0.fillna(sub["start_s"])).to_numpy(float)
+    if starts is not None:
+        r0 = sub["round"].map(starts).fillna(sub["start_s"])
+    else:
+        r0 = sub.groupby("round")["start_s"].transform("min")
+    r0 = r0.to_numpy(float)
+    for p, (s, e) in phase_intervals(sub).items():
+        sub[p] = np.nan_to_num(e - s).clip(min=0.0)
+        sub[f"{p}_t0"] = np.where(np.isfinite(s), s - r0, 0.0)
+    sub["t0"] = sub["start_s"].to_numpy(float) - r0
+    sub["t_stop"] = sub["stop_s"].to_numpy(float) - r0
     sub["row"] = sub.groupby("round").cumcount()
     return sub
 

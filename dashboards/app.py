@@ -82,7 +82,8 @@ def _panel_div(p: Panel) -> html.Div:
 
 def _cards(items: list[tuple[str, str]]) -> html.Div:
     return html.Div(className="cards", children=[
-        html.Div(className="card", children=[html.Div(k, className="k"), html.Div(v, className="v")])
+        html.Div(className="card",
+                 children=[html.Div(k, className="k"), html.Div(v, className="v")])
         for k, v in items])
 
 
@@ -184,32 +185,40 @@ def make_app(runs_dir: str | Path) -> Dash:
         cmp_opts = [{"label": o["label"].children[0], "value": o["value"]} for o in opts]
         return opts, (no_update if new_value == value else new_value), cmp_opts, key
 
-    @app.callback(Output("run-view", "children"), Output("run-sig", "data"),
-                  Input("run-list", "value"), Input("tick", "n_intervals"),
-                  State("run-sig", "data"), State("tabs", "value"))
-    def show_run(path: str | None, _n: int | None, last: Any, tab: str):  # type: ignore[no-untyped-def]
-        if not path:
-            return [html.Main(html.P(f"No runs in {runs_dir} yet."))], None
-        sig = [path, list(map(list, signature(Path(path))))]
+    # Cheap checks on every tick update a signature store only when files changed; the views
+    # (wrapped in a loading indicator) redraw only when their signature store changes.
+    @app.callback(Output("run-sig", "data"), Input("run-list", "value"),
+                  Input("tick", "n_intervals"), Input("tabs", "value"), State("run-sig", "data"))
+    def check_run(path: str | None, _n: int | None, tab: str, last: Any):  # type: ignore[no-untyped-def]
+        sig = [path, signature(Path(path)) if path else ""]
         if sig == last or (tab != "run" and last is not None and last[0] == path):
             raise PreventUpdate
-        return run_view(Path(path)), sig
+        return sig
 
-    @app.callback(Output("compare-view", "children"), Output("compare-sig", "data"),
-                  Input("compare-select", "value"), Input("target", "value"),
-                  Input("tabs", "value"), Input("tick", "n_intervals"),
+    @app.callback(Output("run-view", "children"), Input("run-sig", "data"))
+    def show_run(sig: Any):  # type: ignore[no-untyped-def]
+        if not sig or not sig[0]:
+            return [html.Main(html.P(f"No runs in {runs_dir} yet."))]
+        return run_view(Path(sig[0]))
+
+    @app.callback(Output("compare-sig", "data"), Input("compare-select", "value"),
+                  Input("target", "value"), Input("tabs", "value"), Input("tick", "n_intervals"),
                   State("compare-sig", "data"))
-    def show_compare(paths: list[str] | None, target: float | None, tab: str, _n: int | None,
-                     last: Any):  # type: ignore[no-untyped-def]
+    def check_compare(paths: list[str] | None, target: float | None, tab: str, _n: int | None,
+                      last: Any):  # type: ignore[no-untyped-def]
         if tab != "compare":
             raise PreventUpdate
-        if not paths:
-            return [html.Main(html.P("Choose runs to compare in the list on the left."))], None
-        sig = [target, [[p, list(map(list, signature(Path(p))))] for p in paths]]
+        sig = [target, [[p, signature(Path(p))] for p in paths or []]]
         if sig == last:
             raise PreventUpdate
-        existing = [Path(p) for p in paths if Path(p).exists()]
-        return compare_view(existing, target), sig
+        return sig
+
+    @app.callback(Output("compare-view", "children"), Input("compare-sig", "data"))
+    def show_compare(sig: Any):  # type: ignore[no-untyped-def]
+        if not sig or not sig[1]:
+            return [html.Main(html.P("Choose runs to compare in the list on the left."))]
+        existing = [Path(p) for p, _ in sig[1] if Path(p).exists()]
+        return compare_view(existing, sig[0])
 
     return app
 
@@ -246,7 +255,10 @@ def start_server(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -
 
 
 def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8050) -> None:
-    """Serve in the foreground until interrupted."""
+    """Serve in the foreground until interrupted (request logging off: it polls every 2 s)."""
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     make_app(runs_dir).run(host=host, port=port, debug=False)
 
 

@@ -7,7 +7,9 @@ For each size it writes a synthetic run directory following the declared parquet
 (10,000-client population, 500 rounds; ``typical``: 130 invited per round = 65,000 client rows;
 ``stress``: all 10,000 invited every round = 5,000,000 client rows), times
 ``write_run_dashboard`` and then loads the HTML in headless Chromium, timing from navigation
-start until every ``.js-plotly-plot`` holds data (median of ``--loads`` page loads).
+start until every ``.js-plotly-plot`` holds data: the first load in a fresh browser profile
+(nothing cached: what a reader sees opening the file) and the median of ``--loads`` reloads
+(Chromium then reuses its compiled-code cache for the embedded plotly.js).
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian) and selenium for the load timing.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -44,7 +47,8 @@ const done = arguments[arguments.length - 1];
 const expected = arguments[0];
 function check() {
   const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
-  const ready = plots.length >= expected && plots.every(p => p._fullLayout && p.data && p.data.length);
+  const ready = plots.length >= expected
+      && plots.every(p => p._fullLayout && p.data && p.data.length);
   if (ready) { requestAnimationFrame(() => done(performance.now())); }
   else { setTimeout(check, 10); }
 }
@@ -74,7 +78,9 @@ def make_synthetic_run(run_dir: Path, population: int = 10_000, rounds: int = 50
     cols: dict[str, list[np.ndarray]] = {k: [] for k in (
         "round", "client_id", "device_class", "link", "outcome", "workload", "n_samples",
         "start_s", "stop_s", "download_s", "compute_s", "upload_s", "bytes_down", "bytes_up",
-        "energy_j", "memory_bytes", "train_loss", "rank")}
+        "energy_j", "memory_bytes", "train_loss", "download_start_s", "download_end_s",
+        "compute_start_s", "compute_end_s", "upload_start_s", "upload_end_s", "model_version",
+        "staleness", "battery_fraction", "rank")}
     rows: list[dict[str, Any]] = []
     t0, acc = 0.0, 0.1
     for r in range(rounds):
@@ -120,6 +126,16 @@ def make_synthetic_run(run_dir: Path, population: int = 10_000, rounds: int = 50
         cols["energy_j"].append(energy)
         cols["memory_bytes"].append(np.full(n, 9.4e7))
         cols["train_loss"].append(np.where(out == 0, 2.3 * np.exp(-r / 150), np.nan))
+        # event log: absolute phase start/end, NaN for a phase never started
+        started = ~infeasible
+        for name, off, length in (("download", 0.0, d), ("compute", d, c), ("upload", d + c, u)):
+            ok = started & ((stop > off) | ((name == "download") & started))
+            cols[f"{name}_start_s"].append(np.where(ok, t0 + off, np.nan))
+            cols[f"{name}_end_s"].append(np.where(ok, t0 + np.minimum(off + length, stop),
+                                                  np.nan))
+        cols["model_version"].append(np.full(n, r))
+        cols["staleness"].append(np.zeros(n, np.int64))
+        cols["battery_fraction"].append(np.where(cls[ids] <= 1, g.uniform(0.2, 1.0, n), np.nan))
         cols["rank"].append(np.where(wl == 1, g.choice([4, 8, 16], n), 0))
         acc = acc + (0.95 - acc) * 0.012 + g.normal(0, 0.004)
         cnt = np.bincount(out, minlength=6)
@@ -164,9 +180,24 @@ def make_driver(width: int = 1400, height: int = 1000):  # type: ignore[no-untyp
     for f in CHROME_FLAGS:
         opts.add_argument(f)
     opts.add_argument(f"--window-size={width},{height}")
-    opts.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='fedfleet-chrome-')}")
+    profile = tempfile.mkdtemp(prefix="fedfleet-chrome-")
+    opts.add_argument(f"--user-data-dir={profile}")
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    try:
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    except Exception:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise
+    driver.fedfleet_profile = profile
+    return driver
+
+
+def close_driver(driver) -> None:  # type: ignore[no-untyped-def]
+    """Quit the browser and delete its throw-away profile."""
+    try:
+        driver.quit()
+    finally:
+        shutil.rmtree(getattr(driver, "fedfleet_profile", ""), ignore_errors=True)
 
 
 def time_page_load(driver, url: str, expected_plots: int, timeout_s: float = 60) -> float:  # type: ignore[no-untyped-def]
@@ -174,6 +205,14 @@ def time_page_load(driver, url: str, expected_plots: int, timeout_s: float = 60)
     driver.set_script_timeout(timeout_s)
     driver.get(url)
     return float(driver.execute_async_script(WAIT_RENDERED_JS, expected_plots)) / 1000.0
+
+
+def page_marks(driver) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The page's ``fedfleet:*`` performance marks, in seconds since navigation start."""
+    marks = driver.execute_script(
+        "return performance.getEntriesByType('mark').filter(m => m.name.startsWith('fedfleet:'))"
+        ".map(m => [m.name.slice(9), m.startTime])")
+    return {name: t / 1000.0 for name, t in marks}
 
 
 def bench(sizes: list[str], keep: Path | None, loads: int) -> list[dict[str, Any]]:
@@ -193,27 +232,30 @@ def bench(sizes: list[str], keep: Path | None, loads: int) -> list[dict[str, Any
                           columns=[c for c in CLIENT_READ
                                    if c in pq.read_schema(run_dir / "clients.parquet").names])
             t_read = time.perf_counter() - t
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             html = write_run_dashboard(run_dir)
-            t_html = time.perf_counter() - t
+            t_html, c_html = time.perf_counter() - t, time.process_time() - c
             n_plots = html.read_text().count('class="panel"')
-            times = []
+            cold, warm, marks = float("nan"), [], {}
             try:
-                driver = make_driver()
+                driver = make_driver()  # a fresh profile: nothing cached, as for a first visit
             except Exception as exc:  # noqa: BLE001 - no browser: report generation only
                 print(f"no browser ({exc.__class__.__name__}); skipping load timing")
                 driver = None
             if driver is not None:
                 try:
-                    for _ in range(loads):
-                        times.append(time_page_load(driver, html.resolve().as_uri(), n_plots))
+                    url = html.resolve().as_uri()
+                    cold = time_page_load(driver, url, n_plots)
+                    marks = page_marks(driver)
+                    warm = [time_page_load(driver, url, n_plots) for _ in range(loads)]
                 finally:
-                    driver.quit()
+                    close_driver(driver)
             results.append({"size": size, "client_rows": man["tables"]["clients.parquet"],
                             "synth_s": t_gen, "read_s": t_read, "html_s": t_html,
-                            "html_mb": html.stat().st_size / 1e6,
-                            "load_s": statistics.median(times) if times else float("nan"),
-                            "loads": times})
+                            "html_cpu_s": c_html,
+                            "html_mb": html.stat().st_size / 1e6, "cold_load_s": cold,
+                            "cold_marks": marks,
+                            "warm_load_s": statistics.median(warm) if warm else float("nan")})
     finally:
         if keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -225,14 +267,23 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--keep", type=Path, help="keep the synthetic runs in this directory")
-    ap.add_argument("--loads", type=int, default=3, help="page loads per size (median reported)")
+    ap.add_argument("--loads", type=int, default=3,
+                    help="repeat page loads after the first, cold one (median reported)")
     args = ap.parse_args(argv)
+    load0 = os.getloadavg()[0]
     res = bench(args.sizes, args.keep, args.loads)
-    print(f"{'size':<8} {'client rows':>12} {'read cols':>10} {'write HTML':>11} {'HTML':>8} "
-          f"{'page load':>10}")
+    print(f"{os.cpu_count()} CPUs; 1-minute load average {load0:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after (other work on the machine slows every number)")
+    print(f"{'size':<8} {'client rows':>12} {'read cols':>10} {'write HTML':>11} {'(CPU)':>7} "
+          f"{'HTML':>8} {'first load':>11} {'reload':>8}")
     for r in res:
         print(f"{r['size']:<8} {r['client_rows']:>12,} {r['read_s']:>9.2f}s {r['html_s']:>10.2f}s "
-              f"{r['html_mb']:>6.1f}MB {r['load_s']:>9.2f}s")
+              f"{r['html_cpu_s']:>6.2f}s {r['html_mb']:>6.1f}MB {r['cold_load_s']:>10.2f}s "
+              f"{r['warm_load_s']:>7.2f}s")
+    for r in res:
+        if r["cold_marks"]:
+            steps = ", ".join(f"{k} {v:.2f}" for k, v in r["cold_marks"].items())
+            print(f"{r['size']} first load, s since navigation start: {steps}")
     return 0
 
 

@@ -14,7 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboards import aggregates as A
-from dashboards.style import RUN_COLORS, base_layout, device_colors, empty_figure, hex_rgba, time_unit
+from dashboards.style import (
+    RUN_COLORS, base_layout, device_colors, empty_figure, hex_rgba, time_unit,
+)
 
 GRID_POINTS = 400
 

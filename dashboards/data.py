@@ -12,6 +12,7 @@ millions of client rows fast.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +29,12 @@ EXTRA_ASSIGNMENT_COLUMNS = ("rank", "blocks", "cut", "width", "tier")
 ROUND_READ = ["round", "sim_start_s", "sim_end_s", "duration_s", "wall_s", "selected",
               "completed", "dropped", "offline", "straggled", "overcommitted", "out_of_memory",
               "low_battery", "accuracy", "loss", "train_loss", "bytes_down", "bytes_up",
-              "energy_j", "wasted_device_s"]
+              "energy_j", "wasted_device_s", "epsilon", "tier"]
+PHASE_EVENT_COLUMNS = ["download_start_s", "download_end_s", "compute_start_s", "compute_end_s",
+                       "upload_start_s", "upload_end_s"]
 CLIENT_READ = ["round", "client_id", "device_class", "link", "outcome", "workload", "n_samples",
                "start_s", "stop_s", "download_s", "compute_s", "upload_s", "bytes_down",
-               "bytes_up", *EXTRA_ASSIGNMENT_COLUMNS, "staleness", "epsilon"]
+               "bytes_up", *EXTRA_ASSIGNMENT_COLUMNS, *PHASE_EVENT_COLUMNS, "staleness"]
 # Columns the comparison dashboard reads.
 COMPARE_ROUND_READ = ["round", "sim_end_s", "accuracy"]
 COMPARE_CLIENT_READ = ["client_id", "device_class", "outcome"]
@@ -81,7 +84,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """manifest.json of a complete run; for an unfinished one a manifest built from scenario.json."""
+    """manifest.json of a complete run; for an unfinished one, one built from scenario.json."""
     man = read_json(run_dir / "manifest.json")
     if man:
         return man
@@ -102,7 +105,7 @@ def _chunks(run_dir: Path, prefix: str) -> list[Path]:
             continue
         parts.append((first, -last, p))
     out, covered = [], -1
-    for first, neg_last, p in sorted(parts):
+    for _first, neg_last, p in sorted(parts):
         if -neg_last <= covered:
             continue
         out.append(p)
@@ -155,8 +158,12 @@ def load_run(run_dir: str | Path, rounds_cols: list[str] | None = None,
                    status=status, manifest=manifest, rounds=rounds, clients=clients)
 
 
-def signature(run_dir: Path) -> tuple:
-    """Cheap change detector for a run directory (file names, sizes and mtimes)."""
+def signature(run_dir: Path) -> str:
+    """Cheap change detector for a run directory: a digest of file names, sizes and mtimes.
+
+    A string, so it survives a JSON round trip through the browser unchanged (nanosecond
+    mtimes are beyond JavaScript's exact integers).
+    """
     files = [run_dir / "manifest.json", run_dir / "rounds.parquet", run_dir / "clients.parquet"]
     parts = run_dir / "parts"
     if parts.is_dir():
@@ -167,8 +174,8 @@ def signature(run_dir: Path) -> tuple:
             st = f.stat()
         except OSError:
             continue
-        sig.append((f.name, st.st_size, st.st_mtime_ns))
-    return tuple(sig)
+        sig.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha1("|".join(sig).encode()).hexdigest()
 
 
 def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:

@@ -17,13 +17,14 @@ from dashboards import aggregates as A
 from dashboards.data import EXTRA_ASSIGNMENT_COLUMNS
 from dashboards.style import (
     OUTCOME_COLORS, PHASE_COLORS, PHASES, SEQUENTIAL, WORKLOAD_COLORS, base_layout, bytes_unit,
-    color_for, device_colors, empty_figure, energy_unit, hex_rgba, time_unit,
+    color_for, device_colors, empty_figure, energy_unit, hex_rgba, round_ticks, time_unit,
 )
 from dashboards.timeline import timeline_figure
 
 __all__ = [
     "accuracy_figure", "round_time_figure", "timeline_figure", "rates_by_class_figure",
     "outcomes_figure", "workload_figure", "traffic_energy_figure", "population_figure",
+    "staleness_privacy_figure",
 ]
 
 ROUND_OUTCOME_COLUMNS = {"completed": "completed", "dropped": "dropped", "offline": "offline",
@@ -31,8 +32,23 @@ ROUND_OUTCOME_COLUMNS = {"completed": "completed", "dropped": "dropped", "offlin
                          "out_of_memory": "out_of_memory", "low_battery": "low_battery"}
 
 
+MAX_BARS = 150  # beyond this many rounds, per-round stacks are drawn as stepped areas
+
+
 def _has(df: pd.DataFrame, *cols: str) -> bool:
     return len(df) > 0 and all(c in df.columns for c in cols)
+
+
+def _stack(x: pd.Series, y: pd.Series, name: str, color: str, hover: str, group: str,
+           **kw: object) -> go.Bar | go.Scatter:
+    """One layer of a per-round stack: bars for short runs; for long ones a stepped area (one
+    SVG path instead of a rectangle per round: much faster to draw, same picture)."""
+    if len(x) <= MAX_BARS:
+        return go.Bar(x=x, y=y, name=name, marker={"color": color, "line": {"width": 0}},
+                      hovertemplate=hover, **kw)
+    return go.Scatter(x=x, y=y, name=name, mode="lines", stackgroup=group, fillcolor=color,
+                      line={"color": color, "width": 0.5, "shape": "hvh"}, hovertemplate=hover,
+                      **kw)
 
 
 def accuracy_figure(rounds: pd.DataFrame) -> go.Figure:
@@ -40,6 +56,8 @@ def accuracy_figure(rounds: pd.DataFrame) -> go.Figure:
     title = "Model quality"
     if not _has(rounds, "round", "sim_end_s", "accuracy"):
         return empty_figure(title, "no rounds recorded yet")
+    if not rounds[[c for c in ("accuracy", "loss") if c in rounds]].notna().any().any():
+        return empty_figure(title, "no evaluation recorded (an analytic run trains no model)")
     unit, div = time_unit(rounds["sim_end_s"].max())
     fig = make_subplots(rows=2, cols=2, shared_yaxes=False, vertical_spacing=0.14,
                         horizontal_spacing=0.08,
@@ -67,6 +85,7 @@ def accuracy_figure(rounds: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(title_text="loss", row=2, col=1)
     fig.update_xaxes(title_text=f"simulated time ({unit})", col=1, row=2)
     fig.update_xaxes(title_text="round", col=2, row=2)
+    fig.update_xaxes(col=2, **round_ticks(len(rounds)))
     return fig
 
 
@@ -84,15 +103,14 @@ def round_time_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:
         hover = f"round %{{x}}<br>{p}: %{{y:.1f}} {unit}"
         if crit is not None and k == 1:
             hover += "<br>critical client: %{customdata}"
-        fig.add_trace(go.Bar(x=split["round"], y=split[p] / div, name=p,
-                             marker={"color": PHASE_COLORS[p], "line": {"width": 0}},
-                             customdata=crit if k == 1 else None,
-                             hovertemplate=hover + "<extra></extra>"))
+        fig.add_trace(_stack(split["round"], split[p] / div, p, PHASE_COLORS[p],
+                             hover + "<extra></extra>", "phases",
+                             customdata=crit if k == 1 else None))
     note = f" (mean of {k} consecutive rounds per bar)" if k > 1 else ""
     base_layout(fig, title + note, height=400)
     fig.update_layout(barmode="stack", bargap=0.15 if len(split) < 80 else 0.0,
                       legend={"traceorder": "normal"})
-    fig.update_xaxes(title_text="round")
+    fig.update_xaxes(title_text="round", **round_ticks(len(split)))
     fig.update_yaxes(title_text=f"simulated time ({unit})")
     return fig
 
@@ -136,10 +154,9 @@ def outcomes_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:
         for col, name in ROUND_OUTCOME_COLUMNS.items():
             if col in split and split[col].sum() > 0:
                 shown.add(name)
-                fig.add_trace(go.Bar(x=split["round"], y=split[col], name=name, legendgroup=name,
-                                     marker={"color": OUTCOME_COLORS[name], "line": {"width": 0}},
-                                     hovertemplate=f"round %{{x}}<br>{name}: %{{y:,.0f}}"
-                                                   "<extra></extra>"), row=1, col=1)
+                fig.add_trace(_stack(split["round"], split[col], name, OUTCOME_COLORS[name],
+                                     f"round %{{x}}<br>{name}: %{{y:,.0f}}<extra></extra>",
+                                     "outcomes", legendgroup=name), row=1, col=1)
     if _has(clients, "device_class", "outcome"):
         rates = A.outcome_rates_by_class(clients)
         counts = A.outcome_counts_by_class(clients)
@@ -152,7 +169,7 @@ def outcomes_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:
                 row=1, col=2)
     base_layout(fig, title, height=420)
     fig.update_layout(barmode="stack", bargap=0.1)
-    fig.update_xaxes(title_text="round", row=1, col=1)
+    fig.update_xaxes(title_text="round", row=1, col=1, **round_ticks(len(rounds)))
     fig.update_yaxes(title_text="clients", row=1, col=1)
     fig.update_xaxes(title_text="share of invitations", tickformat=".0%", range=[0, 1], row=1,
                      col=2)
@@ -160,18 +177,22 @@ def outcomes_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:
 
 
 def workload_figure(clients: pd.DataFrame) -> go.Figure:
-    """Which workload (and rank / blocks / cut when recorded) each device class was assigned."""
+    """Which workload (and rank / blocks / cut / width / tier when recorded) each device class
+    was assigned. An extra column with one value for every invitation is left out."""
     title = "Workload assignment by device class"
     if not _has(clients, "device_class", "workload"):
         return empty_figure(title, "no workload assignments recorded")
-    extras = [c for c in EXTRA_ASSIGNMENT_COLUMNS if c in clients and clients[c].notna().any()]
+    extras = [c for c in EXTRA_ASSIGNMENT_COLUMNS
+              if c in clients and pd.unique(clients[c].dropna().to_numpy()).size > 1]
     cols = ["workload", *extras]
+    entries = 0
     fig = make_subplots(rows=1, cols=len(cols), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[f"by {c}" for c in cols])
     for i, col in enumerate(cols, start=1):
         mix = A.assignment_mix_by_class(clients, col)
         share = mix.div(mix.sum(axis=1).where(lambda s: s > 0), axis=0).fillna(0.0)
         values = list(mix.columns)
+        entries += len(values) + 2  # items and the group title
         if col == "workload":
             values = [w for w in WORKLOAD_COLORS if w in values] + [
                 v for v in values if v not in WORKLOAD_COLORS]
@@ -187,10 +208,11 @@ def workload_figure(clients: pd.DataFrame) -> go.Figure:
                               "<extra></extra>"), row=1, col=i)
         fig.update_xaxes(tickformat=".0%", range=[0, 1], title_text="share of invitations",
                          row=1, col=i)
-    base_layout(fig, title, height=360)
+    n_classes = clients["device_class"].nunique()
+    base_layout(fig, title, height=int(max(360, 160 + 26 * n_classes, 120 + 19 * entries)))
     fig.update_layout(barmode="stack", bargap=0.25,
                       legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0,
-                              "yanchor": "top", "yref": "paper"})
+                              "yanchor": "top", "yref": "paper", "traceorder": "grouped"})
     fig.update_layout(margin={"r": 140})
     return fig
 
@@ -263,11 +285,58 @@ def population_figure(clients: pd.DataFrame) -> go.Figure:
                 orientation="h", name=str(cls), showlegend=False, boxpoints=False,
                 fillcolor=hex_rgba(color, 0.35), line={"color": color, "width": 1.6},
                 hoverinfo="x", hovertemplate=None), row=r, col=c)
+        lo, hi = float(q["p5"].min()), float(q["p95"].max())
+        pad = {"range": [np.log10(lo) - 0.3, np.log10(hi) + 0.3]} if hi < lo * 1.05 else {}
         fig.update_xaxes(type="log", title_text=f"{unit} (box: 25-75%, whiskers: 5-95%)",
-                         row=r, col=c)
+                         row=r, col=c, **pad)  # pad: all values equal, e.g. one fixed link
     base_layout(fig, title, height=620, legend=False)
     fig.update_xaxes(title_text="clients", row=1, col=1)
     fig.update_yaxes(categoryorder="array", categoryarray=sorted(mix.index, reverse=True))
+    return fig
+
+
+def staleness_privacy_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure | None:
+    """Staleness of aggregated updates (asynchronous runs) and the privacy budget spent
+    (differentially private runs); ``None`` when the run has neither."""
+    stale = (clients.loc[clients["outcome"] == "completed", ["device_class", "staleness"]]
+             if _has(clients, "staleness", "outcome", "device_class") else pd.DataFrame())
+    stale = stale[stale["staleness"].notna()] if len(stale) else stale
+    has_stale = len(stale) > 0 and bool((stale["staleness"] > 0).any())
+    has_eps = _has(rounds, "epsilon", "sim_end_s") and rounds["epsilon"].notna().any()
+    if not (has_stale or has_eps):
+        return None
+    titles = [t for t, ok in (("Staleness of aggregated updates", has_stale),
+                              ("Privacy budget spent (epsilon)", has_eps)) if ok]
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.1)
+    if has_stale:
+        s = stale["staleness"].astype(float)
+        if s.nunique() > 40:  # many distinct values: 40 equal-width bins
+            s = pd.cut(s, bins=40).map(lambda iv: iv.mid).astype(float)
+        mix = A.count_table(stale["device_class"], s.round(2))
+        mix = mix[sorted(mix.columns, key=float)]
+        colors = device_colors(mix.index)
+        for cls, row in mix.iterrows():
+            fig.add_trace(go.Bar(x=[float(v) for v in mix.columns], y=row.to_numpy(),
+                                 name=str(cls), marker={"color": colors[str(cls)]},
+                                 hovertemplate=f"{cls}<br>staleness %{{x}}: %{{y:,}} updates"
+                                               "<extra></extra>"), row=1, col=1)
+        fig.update_xaxes(title_text="staleness (model versions published while it trained)",
+                         row=1, col=1)
+        fig.update_yaxes(title_text="aggregated updates", row=1, col=1)
+    if has_eps:
+        r = A.thin_rounds(rounds[rounds["epsilon"].notna()])
+        unit, div = time_unit(r["sim_end_s"].max())
+        col = len(titles)
+        fig.add_trace(go.Scatter(x=r["sim_end_s"] / div, y=r["epsilon"],
+                                 mode="lines+markers" if len(r) <= 30 else "lines",
+                                 name="epsilon", line={"color": "#b07aa1", "width": 2.2},
+                                 showlegend=False, customdata=r["round"],
+                                 hovertemplate=f"round %{{customdata}}, %{{x:.2f}} {unit}<br>"
+                                               "epsilon %{y:.3g}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text=f"simulated time ({unit})", row=1, col=col)
+        fig.update_yaxes(title_text="epsilon (cumulative)", rangemode="tozero", row=1, col=col)
+    base_layout(fig, "Staleness and privacy", height=380)
+    fig.update_layout(barmode="stack", bargap=0.15)
     return fig
 
 

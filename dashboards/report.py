@@ -33,7 +33,7 @@ class Panel:
 
 def run_panels(rounds: pd.DataFrame, clients: pd.DataFrame) -> list[Panel]:
     """All single-run panels, in page order (shared by the HTML report and the live app)."""
-    return [
+    panels = [
         Panel("accuracy", "Test accuracy and loss of the global model after each round, against "
               "simulated time (left) and round number (right). Dotted: mean training loss of the "
               "clients that completed the round.", F.accuracy_figure(rounds)),
@@ -69,6 +69,14 @@ def run_panels(rounds: pd.DataFrame, clients: pd.DataFrame) -> list[Panel]:
               "(solid) and mean (dashed); whiskers: 5th and 95th percentile. Log scale.",
               F.population_figure(clients)),
     ]
+    extra = F.staleness_privacy_figure(rounds, clients)
+    if extra is not None:  # only for asynchronous or differentially private runs
+        panels.append(Panel("staleness-privacy", "Asynchronous runs: how many model versions "
+                            "were published while each aggregated update was being trained "
+                            "(its staleness), per device class. Differentially private runs: "
+                            "the privacy budget epsilon spent so far, against simulated time.",
+                            extra))
+    return panels
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -156,9 +164,14 @@ def render_page(title: str, header_html: str, panels: list[Panel], footer: str =
                   for p in panels)
     body = []
     for i, p in enumerate(panels):
+        fig = figure_div(p.figure, f"fig-{p.id}", include_plotlyjs=(i == 0))
+        if i == 0:  # plotly.js comes with the first figure: mark when it has been evaluated
+            at = fig.find(f'<div id="fig-{p.id}"')
+            fig = fig[:at] + '<script>performance.mark("fedfleet:plotly.js")</script>' + fig[at:]
+        # performance marks let a benchmark see where the page-load time goes
         body.append(f'<div class="panel" id="panel-{p.id}"><p class="caption">'
-                    f'{html.escape(p.caption)}</p>'
-                    f'{figure_div(p.figure, f"fig-{p.id}", include_plotlyjs=(i == 0))}</div>')
+                    f'{html.escape(p.caption)}</p>{fig}</div>'
+                    f'<script>performance.mark("fedfleet:{p.id}")</script>')
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
@@ -269,7 +282,8 @@ def write_comparison_dashboard(run_dirs: list[Path], out: Path,
     rows = "".join(
         f"<tr><td>{html.escape(r.label)}</td><td>{html.escape(r.group)}</td>"
         f"<td>{_fmt(r.final_accuracy, 'pct')}</td><td>{_fmt(r.sim_end_s, 's')}</td>"
-        f"<td>{_fmt(r.time_to_target_s, 's')}</td><td>{'–' if r.jain != r.jain else f'{r.jain:.3f}'}</td></tr>"
+        f"<td>{_fmt(r.time_to_target_s, 's')}</td>"
+        f"<td>{'–' if r.jain != r.jain else f'{r.jain:.3f}'}</td></tr>"
         for r in summary.itertuples())
     header = (f"<h1>FedFleet comparison · {len(series)} runs</h1>"
               f'<p class="desc">Target accuracy {_fmt(target, "pct")}'

@@ -7,9 +7,14 @@ spare palette in sorted-name order, so a given set of classes always gets the sa
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import plotly.graph_objects as go
+
+# Figures with many traces are built from plain dicts without plotly's per-property validation
+# (much faster); FEDFLEET_VALIDATE_FIGURES=1 turns validation back on (the tests do).
+VALIDATE = os.environ.get("FEDFLEET_VALIDATE_FIGURES") == "1"
 
 FONT = "Inter, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 INK = "#1f2933"
@@ -56,8 +61,8 @@ OUTCOME_COLORS: dict[str, str] = {
 OUTCOME_SYMBOLS: dict[str, str] = {
     "dropped": "x",
     "offline": "circle-open",
-    "straggler": "triangle-right",
-    "overcommitted": "line-ns",
+    "straggler": "triangle-left",
+    "overcommitted": "diamond-tall",
     "out_of_memory": "square",
     "low_battery": "diamond",
 }
@@ -163,6 +168,11 @@ def base_layout(fig: go.Figure, title: str, height: int = 420, legend: bool = Tr
                      ticks="outside", tickcolor="#9aa5b1", title_font={"size": 12, "color": MUTED})
     fig.update_annotations(font={"size": 13, "color": INK})
     return fig
+
+
+def round_ticks(n_rounds: int) -> dict:
+    """Axis settings for a round-number axis: whole numbers only."""
+    return {"dtick": 1} if n_rounds <= 12 else {"tickformat": ",d"}
 
 
 def empty_figure(title: str, message: str, height: int = 260) -> go.Figure:

@@ -16,44 +16,42 @@ import plotly.graph_objects as go
 
 from dashboards import aggregates as A
 from dashboards.style import (
-    MUTED, OUTCOME_COLORS, OUTCOME_SYMBOLS, PHASE_COLORS, PHASES, base_layout, color_for,
-    empty_figure, time_unit,
+    MUTED, OUTCOME_COLORS, OUTCOME_SYMBOLS, PHASE_COLORS, PHASES, VALIDATE, base_layout,
+    color_for, empty_figure, time_unit,
 )
 
 FADED = 0.35
 
 
-def _round_traces(sub: pd.DataFrame, div: float, unit: str, first: bool) -> list[go.BaseTraceType]:
+def _round_traces(sub: pd.DataFrame, div: float, unit: str, first: bool) -> list[dict]:
+    """Plain trace dicts (up to 40 rounds x 9 traces: building plotly objects would be slow)."""
     done = (sub["outcome"].astype(str) == "completed").to_numpy()
     opacity = np.where(done, 1.0, FADED)
-    link = sub["link"].astype(str) if "link" in sub else pd.Series("", index=sub.index)
-    custom = np.column_stack([sub["client_id"].to_numpy(), sub["device_class"].astype(str),
-                              link.to_numpy(), sub["outcome"].astype(str)])
+    link = (" · " + sub["link"].astype(str)) if "link" in sub else ""
+    # one hover string per client, shared by its segments (keeps the figure small)
+    custom = ("client " + sub["client_id"].astype(str) + " · " + sub["device_class"].astype(str)
+              + link + "<br>outcome: " + sub["outcome"].astype(str)).to_numpy()
     y = sub["row"].to_numpy()
-    traces: list[go.BaseTraceType] = []
-    start = sub["t0"].to_numpy(float)
+    traces: list[dict] = []
     for p in PHASES:
         length = sub[p].to_numpy(float)
-        traces.append(go.Bar(
-            x=length / div, base=start / div, y=y, orientation="h", name=p, legendgroup=p,
-            showlegend=True, visible=first, customdata=custom,
+        start = sub[f"{p}_t0"].to_numpy(float)
+        traces.append(dict(
+            type="bar", x=length / div, base=start / div, y=y, orientation="h", name=p,
+            legendgroup=p, showlegend=True, visible=first, customdata=custom,
             marker={"color": PHASE_COLORS[p], "opacity": opacity, "line": {"width": 0}},
-            hovertemplate=(f"client %{{customdata[0]}} · %{{customdata[1]}} · %{{customdata[2]}}"
-                           f"<br>outcome: %{{customdata[3]}}<br>{p}: %{{x:.2f}} {unit} "
-                           f"(from %{{base:.2f}})<extra></extra>")))
-        start = start + length
-    stop = sub["t0"].to_numpy(float) + sub[list(PHASES)].sum(axis=1).to_numpy(float)
+            hovertemplate=f"%{{customdata}}<br>{p}: %{{x:.2f}} {unit}<extra></extra>"))
+    stop = sub["t_stop"].to_numpy(float)
     outcome = sub["outcome"].astype(str).to_numpy()
     for i, o in enumerate(sorted(set(outcome) - {"completed"})):
         m = outcome == o
-        traces.append(go.Scatter(
-            x=stop[m] / div, y=y[m], mode="markers", name=o, legendgroup=f"o-{o}",
+        traces.append(dict(
+            type="scatter", x=stop[m] / div, y=y[m], mode="markers", name=o, legendgroup=f"o-{o}",
             visible=first, customdata=custom[m],
             marker={"symbol": OUTCOME_SYMBOLS.get(o, "circle"), "size": 8,
                     "color": color_for(OUTCOME_COLORS, o, i),
                     "line": {"width": 1.5, "color": color_for(OUTCOME_COLORS, o, i)}},
-            hovertemplate=("client %{customdata[0]} · %{customdata[1]}<br>"
-                           f"{o} at %{{x:.2f}} {unit}<extra></extra>")))
+            hovertemplate=f"%{{customdata}}<br>stopped at %{{x:.2f}} {unit}<extra></extra>"))
     return traces
 
 
@@ -70,18 +68,18 @@ def timeline_figure(clients: pd.DataFrame, rounds: pd.DataFrame, max_rounds: int
         return empty_figure(title, "no clients recorded yet")
     dur = (rounds.set_index("round")["duration_s"]
            if {"round", "duration_s"} <= set(rounds.columns) else pd.Series(dtype=float))
-    span = sample["t0"] + sample[list(PHASES)].sum(axis=1)
-    unit, div = time_unit(max(span.max(), dur.max() if len(dur) else 0.0))
+    unit, div = time_unit(max(sample["t_stop"].max(), dur.max() if len(dur) else 0.0))
     invited = clients.groupby("round").size()
 
-    fig = go.Figure()
+    data: list[dict] = []
     groups: list[tuple[int, int, int]] = []  # (round, first trace index, trace count)
     round_ids = list(dict.fromkeys(sample["round"].tolist()))
     for k, (r, sub) in enumerate(sample.groupby("round", sort=True)):
         traces = _round_traces(sub, div, unit, first=k == 0)
-        groups.append((int(r), len(fig.data), len(traces)))
-        fig.add_traces(traces)
-    n = len(fig.data)
+        groups.append((int(r), len(data), len(traces)))
+        data.extend(traces)
+    n = len(data)
+    fig = go.Figure(data=data, _validate=VALIDATE)
 
     def _layout_for(r: int, shown: int) -> dict:
         end = float(dur.get(r, np.nan)) if len(dur) else float("nan")
@@ -117,7 +115,9 @@ def timeline_figure(clients: pd.DataFrame, rounds: pd.DataFrame, max_rounds: int
             "pad": {"t": 30, "b": 0}, "currentvalue": {"prefix": "round ", "font": {"size": 12}},
             "font": {"size": 10}, "tickcolor": "#9aa5b1",
         }], margin={"b": 120})
-    fig.update_xaxes(title_text=f"simulated time since round start ({unit})", rangemode="tozero")
+    fig.update_xaxes(title_text=f"simulated time since round start ({unit}); negative: started "
+                                "in an earlier round" if (sample["t0"] < 0).any() else
+                     f"simulated time since round start ({unit})", rangemode="tozero")
     fig.update_yaxes(title_text="clients, in order of stopping", autorange="reversed",
                      showticklabels=False, showgrid=False, ticks="")
     fig.layout.meta = {"timeline_rounds": round_ids}

@@ -6,6 +6,7 @@ Only argument parsing lives here; the app itself never imports the simulator.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -24,12 +25,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         print(f"fedfleet: error: --port: {args.port} is not a TCP port (1-65535)", file=sys.stderr)
         return 2
+    try:  # fail with one line, before starting Dash, when the address is taken or invalid
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as exc:
+        print(f"fedfleet: error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+              "choose another --port", file=sys.stderr)
+        return 2
     from dashboards.app import serve
 
     print(f"FedFleet dashboard for {runs_dir.resolve()} on http://{args.host}:{args.port}/ "
           "(Ctrl+C to stop)")
     try:
         serve(runs_dir, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        return 0
     except OSError as exc:
         print(f"fedfleet: error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})",
               file=sys.stderr)

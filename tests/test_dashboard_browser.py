@@ -46,7 +46,7 @@ const t0 = performance.now();
   const ready = Array.from(document.querySelectorAll(sel))
       .filter(g => g._fullLayout && g.data && g.data.length);
   if (ready.length >= expected) done(ready.length);
-  else if (performance.now() - t0 > 40000) done(ready.length);
+  else if (performance.now() - t0 > 50000) done(ready.length);
   else setTimeout(check, 50);
 })();
 """
@@ -82,12 +82,12 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def driver():  # type: ignore[no-untyped-def]
-    from dashboards.bench_load import make_driver
+    from dashboards.bench_load import close_driver, make_driver
 
     d = make_driver(1400, 1000)
     d.set_script_timeout(60)
     yield d
-    d.quit()
+    close_driver(d)
 
 
 def _severe(driver) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -157,6 +157,16 @@ def _make_partial(src: Path, dst: Path, chunks: list[tuple[int, int]]) -> None:
             os.replace(tmp, dst / "parts" / f"{name}-{a:08d}-{b:08d}.parquet")
 
 
+def _wait_header(driver, text: str, timeout_s: float = 45) -> str:  # type: ignore[no-untyped-def]
+    js = "const h = document.querySelector('.runhead'); return h ? h.textContent : ''"
+    deadline = time.time() + timeout_s
+    head = driver.execute_script(js)
+    while text not in head and time.time() < deadline:
+        time.sleep(0.25)
+        head = driver.execute_script(js)
+    return head
+
+
 def test_live_app(real_run: Path, driver, shots: list[Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import shutil
 
@@ -178,15 +188,10 @@ def test_live_app(real_run: Path, driver, shots: list[Path], tmp_path: Path) -> 
         _check_panels(driver, [f"panel-{p}" for p in (
             "accuracy", "round-time", "timeline", "rates", "outcomes", "workload", "traffic",
             "population")])
-        head = driver.execute_script("return document.querySelector('.runhead').innerText")
-        assert "2 of 5" in head
+        assert "2 of 5" in _wait_header(driver, "2 of 5")
         # two more rounds arrive: the page picks them up by itself
         _make_partial(real_run, runs / "live.partial", [(2, 3)])
-        deadline = time.time() + 15
-        while time.time() < deadline and "4 of 5" not in head:
-            time.sleep(0.5)
-            head = driver.execute_script("return document.querySelector('.runhead').innerText")
-        assert "4 of 5" in head
+        assert "4 of 5" in _wait_header(driver, "4 of 5")
         _save(driver, shots, "live-app")
         # compare both runs
         for lab in driver.find_elements("css selector", "#compare-select label"):

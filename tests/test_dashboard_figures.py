@@ -12,6 +12,13 @@ import pytest
 from dashboards import aggregates as A
 from dashboards import compare as C
 from dashboards import figures as F
+from dashboards import timeline as T
+
+
+@pytest.fixture(autouse=True)
+def validate_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let plotly validate every property here (the dashboards skip it where it is slow)."""
+    monkeypatch.setattr(T, "VALIDATE", True)
 
 
 def _clients(rows: list[tuple]) -> pd.DataFrame:
@@ -164,6 +171,39 @@ def test_timeline_sample_is_bounded_and_deterministic(tiny):
     assert {"download", "compute", "upload", "dropped", "out_of_memory"} <= set(first_visible)
 
 
+def test_event_log_columns_and_async_rounds():
+    """With the event-log columns, phases come from them: an asynchronous client that started in
+    an earlier round is drawn from a negative offset, and only its part inside the round counts
+    on the critical path."""
+    rounds = pd.DataFrame({"round": [3], "sim_start_s": [100.0], "sim_end_s": [110.0],
+                           "duration_s": [10.0]})
+    clients = _clients([
+        (3, 7, "rpi4", "completed", "full", 90.0, 108.0, 5.0, 8.0, 5.0, 1e6, 1e6, 10),
+        (3, 8, "rpi4", "completed", "full", 95.0, 105.0, 2.0, 4.0, 4.0, 1e6, 1e6, 10),
+    ]).assign(download_start_s=[90.0, 95.0], download_end_s=[95.0, 97.0],
+              compute_start_s=[95.0, 97.0], compute_end_s=[103.0, 101.0],
+              upload_start_s=[103.0, 101.0], upload_end_s=[108.0, 105.0],
+              staleness=[2, 1])
+    split = A.round_phase_split(rounds, clients).iloc[0]
+    # client 7 stopped last; inside [100, 110]: compute 100-103, upload 103-108, waiting 2
+    assert split[["download", "compute", "upload", "waiting"]].tolist() == [0.0, 3.0, 5.0, 2.0]
+    s = A.sample_timeline(clients, rounds).set_index("client_id")
+    assert s.loc[7, ["download_t0", "compute_t0", "upload_t0", "t_stop"]].tolist() == [
+        -10.0, -5.0, 3.0, 8.0]
+    assert s.loc[7, ["download", "compute", "upload"]].tolist() == [5.0, 8.0, 5.0]
+    fig = F.timeline_figure(clients, rounds)
+    assert "earlier round" in fig.layout.xaxis.title.text
+    extra = F.staleness_privacy_figure(rounds, clients)
+    assert extra is not None and sum(sum(t.y) for t in extra.data) == 2
+
+
+def test_staleness_privacy_only_when_present(tiny):
+    rounds, clients = tiny
+    assert F.staleness_privacy_figure(rounds, clients.assign(staleness=0)) is None
+    fig = F.staleness_privacy_figure(rounds.assign(epsilon=[1.0, 1.5]), clients)
+    assert fig is not None and list(fig.data[0].y) == [1.0, 1.5]
+
+
 def test_jain_time_to_target_and_band():
     assert A.jain_index(np.array([1, 1, 1, 1])) == pytest.approx(1.0)
     assert A.jain_index(np.array([4]), population=4) == pytest.approx(0.25)
@@ -200,6 +240,12 @@ def test_comparison_figures(tiny):
     assert C.fairness_speed_figure(summary, target).data
     part = C.participation_by_class_figure(runs)
     assert {t.name for t in part.data} == {"fedavg", "other"}
+
+
+def test_clock_only_run_has_no_accuracy(tiny):
+    rounds, _ = tiny
+    fig = F.accuracy_figure(rounds.assign(accuracy=np.nan, loss=np.nan, train_loss=np.nan))
+    assert "analytic" in fig.layout.annotations[0].text
 
 
 def test_empty_inputs_give_placeholder_figures():
@@ -257,6 +303,7 @@ def big_frames(n_rounds: int = 500, per_round: int = 10_000, population: int = 1
     return rounds, clients
 
 
+@pytest.mark.slow
 def test_five_million_rows_are_aggregated():
     rounds, clients = big_frames()
     assert len(clients) == 5_000_000

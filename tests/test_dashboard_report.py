@@ -15,7 +15,7 @@ from plotly.offline import get_plotlyjs
 
 from dashboards import write_comparison_dashboard, write_run_dashboard
 from dashboards.bench_load import make_synthetic_run
-from dashboards.data import list_runs, load_run
+from dashboards.data import list_runs, load_run, signature
 
 PANELS = ["accuracy", "round-time", "timeline", "rates", "outcomes", "workload", "traffic",
           "population"]
@@ -78,6 +78,14 @@ def test_partial_run_reads_chunks(runs: Path, tmp_path: Path) -> None:
     listed = {r["name"]: r for r in list_runs(tmp_path)}
     assert listed["a.partial"]["status"] == "running"
     assert listed["a.partial"]["rounds_done"] == 10
+
+
+def test_signature_changes_with_new_chunks(runs: Path, tmp_path: Path) -> None:
+    part = make_partial(runs / "a", tmp_path / "s.partial", [(0, 4)])
+    before = signature(part)
+    assert isinstance(before, str) and before == signature(part)  # JSON-safe and stable
+    make_partial(runs / "a", part, [(5, 6)])
+    assert signature(part) != before
 
 
 def test_load_run_reads_only_needed_columns(runs: Path) -> None:

@@ -40,6 +40,16 @@ def test_missing_dir_and_bad_port_are_usage_errors(tmp_path: Path, capsys) -> No
     assert "--port" in capsys.readouterr().err
 
 
+def test_port_in_use_is_a_usage_error(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        args = _parser().parse_args(["serve", str(tmp_path), "--port", str(port)])
+        assert args.func(args) == 2
+    assert "cannot listen" in capsys.readouterr().err
+
+
 def test_app_serves_layout(tmp_path: Path) -> None:
     from dashboards.app import start_server
 
