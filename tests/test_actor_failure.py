@@ -134,3 +134,12 @@ def test_exhausted_retries_without_checkpoints_via_cli(
     assert lines[0].startswith("fedfleet: error: executor: actor 0 failed"), lines
     assert "executor.max_retries (0)" in lines[0]
     assert not (tmp_path / "runs").exists()  # nothing resumable: nothing left behind
+
+
+def test_startup_error_line_extracts_the_user_message():
+    from simulator.execution.ray_pool import startup_error_line
+
+    text = ("ActorDiedError: The actor died because of an error raised in its creation task\n"
+            "  File x, line 3\nsimulator.InputError: data.path: file not found: 'a.txt'\n")
+    assert startup_error_line(text) == "data.path: file not found: 'a.txt'"
+    assert startup_error_line("RayError\nboom\n").startswith("executor: a Ray actor failed")

@@ -70,6 +70,15 @@ def check_resources(total: dict[str, float], n_actors: int, ex: Any) -> None:
                 "executor.num_actors)")
 
 
+def startup_error_line(text: str) -> str:
+    """The user-facing line inside a Ray error raised while an actor built its workload."""
+    for marker in ("InputError: ", "FedFleetError: ", "ScenarioError: "):
+        if marker in text:
+            return text.rsplit(marker, 1)[1].strip().splitlines()[0]
+    last = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return f"executor: a Ray actor failed to start ({last[-1].strip() if last else 'no reason given'})"
+
+
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Join ``address`` (or RAY_ADDRESS) if given, else start a local instance."""
     import ray
@@ -126,10 +135,17 @@ class RayExecutor:
         self._n_params: int | None = None
         self._init: np.ndarray | None = None
 
+    def _get_startup(self, ref):  # type: ignore[no-untyped-def]
+        """ray.get for start-up calls: an actor that failed to build becomes a one-line error."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:
+            raise FedFleetError(startup_error_line(str(exc))) from None
+
     @property
     def n_params(self) -> int:
         if self._n_params is None:
-            self._n_params = int(self.ray.get(self._n_params_ref))
+            self._n_params = int(self._get_startup(self._n_params_ref))
         return self._n_params
 
     def _spawn(self):  # type: ignore[no-untyped-def]
@@ -138,7 +154,7 @@ class RayExecutor:
 
     def initial_state(self) -> np.ndarray:
         if self._init is None:
-            self._init = self.ray.get(self._init_ref)
+            self._init = self._get_startup(self._init_ref)
         return np.array(self._init, copy=True)
 
     def shard(self, jobs: JobBatch) -> list[JobBatch]:
