@@ -115,12 +115,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from dashboards import write_run_dashboard
+    from dashboards import write_comparison_dashboard, write_run_dashboard
 
-    run = Path(args.run)
-    if not (run / "manifest.json").exists():
-        raise InputError("RUN", f"'{run}' is not a completed run directory (no manifest.json)")
-    print(write_run_dashboard(run, Path(args.out) if args.out else None))
+    runs = [Path(r) for r in args.run]
+    for run in runs:
+        if not ((run / "manifest.json").exists() or (run / "parts").is_dir()):
+            raise InputError("RUN", f"'{run}' is not a run directory (no manifest.json or parts/)")
+    if len(runs) == 1 and not args.labels:
+        print(write_run_dashboard(runs[0], Path(args.out) if args.out else None))
+        return 0
+    labels = args.labels.split(",") if args.labels else None
+    if labels is not None and len(labels) != len(runs):
+        raise InputError("--labels", f"give one label per run ({len(runs)} runs, {len(labels)} labels)")
+    out = Path(args.out) if args.out else runs[0].parent / "comparison.html"
+    print(write_comparison_dashboard(runs, out, labels=labels, target_accuracy=args.target))
     return 0
 
 
@@ -168,10 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--no-dashboard", action="store_true")
     rs.set_defaults(func=cmd_resume)
 
-    d = sub.add_parser("dashboard", help="write a run's HTML dashboard", formatter_class=raw,
-                       epilog="example:\n  fedfleet dashboard runs/quickstart")
-    d.add_argument("run")
-    d.add_argument("--out", help="output HTML path (default: RUN/dashboard.html)")
+    d = sub.add_parser("dashboard", help="write a run's HTML dashboard, or compare runs",
+                       formatter_class=raw,
+                       epilog="examples:\n  fedfleet dashboard runs/quickstart\n"
+                              "  fedfleet dashboard runs/a runs/b --labels sync,fedbuff "
+                              "--out compare.html")
+    d.add_argument("run", nargs="+", help="one run (single-run dashboard) or several (comparison)")
+    d.add_argument("--out", help="output HTML path (default: RUN/dashboard.html or "
+                                 "RUNS_DIR/comparison.html)")
+    d.add_argument("--labels", help="comma-separated label per run; equal labels are grouped")
+    d.add_argument("--target", type=float, help="target accuracy for time-to-accuracy")
     d.set_defaults(func=cmd_dashboard)
 
     ls = sub.add_parser("runs", help="list runs with their key results", formatter_class=raw,
