@@ -35,7 +35,7 @@ from simulator import rounds as RD
 from simulator.aggregation import Partial
 from simulator.aggregation.fedavg import SCALE
 from simulator.clock import P_DEADLINE, P_FINISH, P_QUIT, P_WAKE, EventLoop
-from simulator.cost import TaskCost, Timing, estimate
+from simulator.cost import TaskCost, Timing, estimate_clients
 from simulator.engine import IDLE_STEP_S, RoundReport, Simulation
 from simulator.execution import JobBatch
 from simulator.planning import Plan
@@ -280,9 +280,7 @@ class FedBuffSimulation(Simulation):
         n = min(n_free, cand.size)
         ids = np.sort(self.selector.select(ctx, cand, n, R.stream(sc.seed, R.SELECTION, wave)))
         plan = self.planner.plan(version, ids, pop)
-        timing = estimate(pop.downlink_bits_per_s[ids], pop.uplink_bits_per_s[ids],
-                          pop.latency_s[ids], pop.train_flops_per_s[ids], plan.cost,
-                          pop.per_profile(lambda q: q.compute.step_overhead_s, ids))
+        timing = estimate_clients(pop, ids, plan.cost)
         drop = RD.draw_dropout_after_s(pop.dropout_hazard_per_s[ids],
                                        R.stream(sc.seed, R.DROPOUT, wave))
         frac = self.battery.fraction(t, ids)

@@ -9,6 +9,7 @@ vector operations.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,13 @@ def estimate(
         compute_s=np.broadcast_to(comp, (n,)).astype(np.float64),
         upload_s=np.broadcast_to(up, (n,)).astype(np.float64),
     )
+
+
+def estimate_clients(pop: Any, ids: np.ndarray, cost: TaskCost) -> Timing:
+    """:func:`estimate` for clients ``ids`` of a population (its columns and profile overheads)."""
+    return estimate(pop.downlink_bits_per_s[ids], pop.uplink_bits_per_s[ids], pop.latency_s[ids],
+                    pop.train_flops_per_s[ids], cost,
+                    pop.per_profile(lambda q: q.compute.step_overhead_s, ids))
 
 
 def fedscale_completion_s(

@@ -19,7 +19,7 @@ from simulator import rounds
 from simulator.aggregation import apply_fedavg
 from simulator.availability import AvailabilityIndex
 from simulator.checkpoint import load_checkpoint, save_checkpoint
-from simulator.cost import estimate
+from simulator.cost import estimate_clients
 from simulator.data import build_dataset
 from simulator.eligibility import restrict_links
 from simulator.energy import battery_for, mark_low_battery
@@ -92,11 +92,7 @@ class Simulation:
 
     def _estimate_fn(self, rnd: int) -> Callable[[np.ndarray], np.ndarray]:
         def est(ids: np.ndarray) -> np.ndarray:
-            plan = self.planner.plan(rnd, ids, self.pop)
-            p = self.pop
-            return estimate(p.downlink_bits_per_s[ids], p.uplink_bits_per_s[ids],
-                            p.latency_s[ids], p.train_flops_per_s[ids], plan.cost,
-                            p.per_profile(lambda q: q.compute.step_overhead_s, ids)).total_s
+            return estimate_clients(self.pop, ids, self.planner.plan(rnd, ids, self.pop).cost).total_s
         return est
 
     def step(self, recorder: Recorder) -> RoundReport:
@@ -123,9 +119,7 @@ class Simulation:
             ids = sparse_select(ctx, index, n_invite, n_online, sel_rng)
         ids = np.sort(ids)
         plan = self.planner.plan(rnd, ids, pop)
-        timing = estimate(pop.downlink_bits_per_s[ids], pop.uplink_bits_per_s[ids],
-                          pop.latency_s[ids], pop.train_flops_per_s[ids], plan.cost,
-                          pop.per_profile(lambda q: q.compute.step_overhead_s, ids))
+        timing = estimate_clients(pop, ids, plan.cost)
         drop_after = rounds.draw_dropout_after_s(pop.dropout_hazard_per_s[ids],
                                                  R.stream(sc.seed, R.DROPOUT, rnd))
         battery = self.battery.fraction(t0, ids)
