@@ -109,7 +109,8 @@ def parse_grid(items: list[str] | None) -> dict[str, list[tuple[str, Any]]]:
         for raw in raws:
             try:
                 values.append((raw, yaml.safe_load(raw)))
-            except yaml.YAMLError:
+            except (yaml.YAMLError, ValueError, IndexError, AttributeError, TypeError):
+                # PyYAML leaks plain exceptions on odd scalars (e.g. a 13th month in a date)
                 raise InputError("--grid", f"{key}: cannot parse value {raw!r}") from None
         if len({r for r, _ in values}) != len(values):
             raise InputError("--grid", f"{key}: a value is listed twice in {text!r}")

@@ -133,3 +133,11 @@ def test_three_policies_two_seeds_sweep(tmp_path, ray_session):
     assert (sweep_dir / "_tune").is_dir()  # Ray Tune's files stay inside the sweep
     assert json.loads((sweep_dir / "sweep.json").read_text())["seeds"] == 2
     assert any(line.startswith("[6/6]") for line in lines)
+
+
+def test_grid_value_that_pyyaml_cannot_convert_is_a_one_line_error():
+    from simulator import InputError
+    from simulator.sweep import parse_grid
+
+    with pytest.raises(InputError, match="--grid"):
+        parse_grid(["rounds=2001-13-45"])
