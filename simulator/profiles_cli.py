@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from simulator import InputError
 
@@ -27,7 +28,7 @@ def _list(args: argparse.Namespace) -> int:
         t.add_row(name, p.kind, f"{p.compute.train_flops_per_s / 1e12:.3g}",
                   f"{p.memory.usable_bytes / 1e9:.1f} GB", links, avail,
                   f"{p.dropout.hazard_per_hour:g}", f"{p.energy.train_watts:g}")
-    Console().print(t)
+    Console(width=None if sys.stdout.isatty() else 160).print(t)
     return 0
 
 

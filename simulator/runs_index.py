@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,4 +55,4 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
             f"{acc:.3f}" if isinstance(acc, (int, float)) else "",
             f"{r['wall_s']:.1f} s" if isinstance(r.get("wall_s"), (int, float)) else "",
         )
-    Console().print(t if rows else "no runs found")
+    Console(width=None if sys.stdout.isatty() else 160).print(t if rows else "no runs found")
