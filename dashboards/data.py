@@ -29,12 +29,16 @@ EXTRA_ASSIGNMENT_COLUMNS = ("rank", "blocks", "cut", "width", "tier")
 ROUND_READ = ["round", "sim_start_s", "sim_end_s", "duration_s", "wall_s", "selected",
               "completed", "dropped", "offline", "straggled", "overcommitted", "out_of_memory",
               "low_battery", "accuracy", "loss", "train_loss", "bytes_down", "bytes_up",
-              "energy_j", "wasted_device_s", "epsilon", "tier"]
+              "energy_j", "wasted_device_s", "epsilon", "tier",
+              # secure aggregation and hierarchy (dashboards/secagg_hierarchy.py)
+              "secagg_failed", "secagg_participants", "secagg_threshold", "secagg_bytes_up",
+              "secagg_bytes_down", "secagg_client_s", "secagg_server_s", "cloud_round",
+              "edges_active", "edge_round_s", "backhaul_s", "cloud_wait_s", "backhaul_bytes"]
 PHASE_EVENT_COLUMNS = ["download_start_s", "download_end_s", "compute_start_s", "compute_end_s",
                        "upload_start_s", "upload_end_s"]
 CLIENT_READ = ["round", "client_id", "device_class", "link", "outcome", "workload", "n_samples",
                "start_s", "stop_s", "download_s", "compute_s", "upload_s", "bytes_down",
-               "bytes_up", *EXTRA_ASSIGNMENT_COLUMNS, *PHASE_EVENT_COLUMNS, "staleness"]
+               "bytes_up", *EXTRA_ASSIGNMENT_COLUMNS, *PHASE_EVENT_COLUMNS, "staleness", "edge_id"]
 # Columns the comparison dashboard reads.
 COMPARE_ROUND_READ = ["round", "sim_end_s", "accuracy"]
 COMPARE_CLIENT_READ = ["client_id", "device_class", "outcome"]

@@ -17,6 +17,7 @@ import plotly.io as pio
 
 from dashboards import compare as C
 from dashboards import figures as F
+from dashboards import secagg_hierarchy as SH
 from dashboards.data import COMPARE_CLIENT_READ, COMPARE_ROUND_READ, load_run, run_name
 from dashboards.style import FONT, INK, MUTED, fmt_duration
 
@@ -76,6 +77,20 @@ def run_panels(rounds: pd.DataFrame, clients: pd.DataFrame) -> list[Panel]:
                             "(its staleness), per device class. Differentially private runs: "
                             "the privacy budget epsilon spent so far, against simulated time.",
                             extra))
+    secagg = SH.secagg_figure(rounds)
+    if secagg is not None:
+        panels.append(Panel("secure-aggregation", "Runs with secure aggregation (Bonawitz et al. "
+                            "2017): the extra bytes of pairwise masking per round (keys, shares, "
+                            "unmasking; red: the round failed because its survivors fell below "
+                            "the threshold, and the model did not change) and the extra client "
+                            "and server seconds.", secagg))
+    hier = SH.hierarchy_figure(rounds, clients)
+    if hier is not None:
+        panels.append(Panel("hierarchy", "Hierarchical runs: for each cloud round, the edge "
+                            "rounds (the slowest edge each time), the edge-to-cloud backhaul of "
+                            "the slowest edge and how long the cloud waited between the first "
+                            "and the last edge model; right, client invitations per edge "
+                            "aggregator by device class.", hier))
     return panels
 
 

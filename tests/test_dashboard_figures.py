@@ -327,3 +327,30 @@ def test_five_million_rows_are_aggregated():
     per_round_bars = [len(t.y) for t in tl.data if t.type == "bar"]
     assert max(per_round_bars) == 200
     assert elapsed < 60  # a few seconds on a laptop; generous for slow CI
+
+
+def test_secagg_and_hierarchy_panels_only_when_columns_present():
+    import pandas as pd
+
+    from dashboards import secagg_hierarchy as SH
+
+    plain = pd.DataFrame({"round": [0, 1], "duration_s": [1.0, 2.0]})
+    assert SH.secagg_figure(plain) is None
+    assert SH.hierarchy_figure(plain, pd.DataFrame()) is None
+    sa = pd.DataFrame({"round": [0, 1, 2], "secagg_bytes_up": [100.0, 100.0, 50.0],
+                       "secagg_bytes_down": [10.0, 10.0, 5.0],
+                       "secagg_failed": [False, True, False],
+                       "secagg_client_s": [1.0, 1.0, 1.0]})
+    fig = SH.secagg_figure(sa)
+    y = list(fig.data[0].y)
+    assert y[0] == y[1] == 2 * y[2] > 0  # 110, 110, 55 bytes in the chosen unit
+    assert fig.data[0].marker.color[1] != fig.data[0].marker.color[0]  # failed round marked
+    assert "1 of 3 rounds failed" in fig.layout.title.text
+    hr = pd.DataFrame({"round": [0, 1, 2, 3], "tier": ["edge", "cloud", "edge", "cloud"],
+                       "cloud_round": [0, 0, 1, 1], "edge_round_s": [5.0, 6.0, 7.0, 8.0],
+                       "backhaul_s": [0.0, 2.0, 0.0, 3.0], "cloud_wait_s": [0.0, 1.0, 0.0, 4.0]})
+    hc = pd.DataFrame({"edge_id": [0, 0, 1], "device_class": ["rpi4", "rpi5", "rpi4"]})
+    fig = SH.hierarchy_figure(hr, hc)
+    edge, backhaul, wait = fig.data[:3]
+    assert list(edge.y) == [11.0, 15.0] and list(backhaul.y) == [2.0, 3.0]
+    assert list(wait.y) == [1.0, 4.0]
