@@ -61,10 +61,6 @@ def privacy_problems(sc: Any, known_profiles: Any) -> list[str]:
             lines.append("privacy.mode: not supported together with hierarchy yet (use 'none')")
         if sc.secure_aggregation.enabled:
             lines.append("secure_aggregation.enabled: not supported together with hierarchy yet")
-    if sc.privacy.mode != "none" and sc.mode == "real" and sc.model.kind != "mlp":
-        # Clipping happens in the workload; only the MLP workload calls the hook so far.
-        lines.append(f"privacy.mode: real training of model.kind '{sc.model.kind}' does not clip "
-                     "client updates yet (use mode: analytic, or model.kind: mlp)")
     need = set(sc.population.require_link)
     if need:
         links = {lk.link for m in sc.population.mix if m.profile in known_profiles

@@ -149,8 +149,9 @@ class LLMWorkload:
 
     def __init__(self, config: dict[str, Any], dataset: Any, train: TrainConfig, state: StateConfig,
                  seed: int, compression: CompressionSpec | None = None,
-                 wire_bytes: float = 4.0) -> None:
+                 wire_bytes: float = 4.0, update_hook: Any = None) -> None:
         self.dataset = dataset
+        self.update_hook = update_hook  # DP clipping/noise (simulator.privacy); None when off
         self.train_cfg = train
         self.state = state
         self.seed = seed
@@ -323,12 +324,14 @@ class LLMWorkload:
                                     int(cols["rank"][j]), int(cols["blocks"][j]),
                                     int(cols["cut"][j]))
             delta = np.where(res.trained > 0, res.values - g64, 0.0)
+            weight = float(res.n)
+            if self.update_hook is not None:  # DP: clip (and noise) before it leaves the device
+                delta, weight = self.update_hook(jobs.round, cid, delta, weight, mask=res.trained)
             up, nbytes = self.compressor.roundtrip(cid, jobs.round, delta[res.sent])
             delta[res.sent] = up
             res.stats["upload_bytes"] = nbytes
             self.last_stats[cid] = res.stats
-            part.add_client(cid, delta, float(res.n), res.n, res.loss, res.loss_sq,
-                            mask=res.trained)
+            part.add_client(cid, delta, weight, res.n, res.loss, res.loss_sq, mask=res.trained)
         part.wall_s = time.perf_counter() - t0
         return part
 

@@ -92,4 +92,7 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
     train = TrainConfig(t.epochs, t.batch_size, t.lr, t.optimizer, t.momentum)
     state = state_config(m.workloads, family, int(cfg["num_hidden_layers"]))
     comp = CompressionSpec.from_settings(m.workloads.compression, m.dtype_bytes)
-    return LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=m.dtype_bytes)
+    from simulator.privacy import make_update_hook
+
+    return LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=m.dtype_bytes,
+                       update_hook=make_update_hook(scenario))
