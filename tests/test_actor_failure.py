@@ -10,6 +10,7 @@ wrapped so that ``ray.kill`` hits actor 0 right before each ``ray.get`` -- after
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,45 +30,52 @@ pytestmark = pytest.mark.ray
 RAY = {"executor.kind": "ray", "executor.num_actors": 2, "executor.num_cpus_per_actor": 1}
 
 
-class _KillBeforeGet:
-    """Stands in for the ``ray`` module inside one ``RayExecutor.run`` call."""
-
-    def __init__(self, ray: Any, executor: Any, kills: int) -> None:
-        self._ray, self._executor, self.kills_left = ray, executor, kills
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ray, name)
-
-    def get(self, ref: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.kills_left > 0:
-            self.kills_left -= 1
-            self._ray.kill(self._executor.actors[0], no_restart=True)
-            self._executor.kills += 1
-        return self._ray.get(ref, *args, **kwargs)
+def _dead(ray: Any, actor: Any) -> Any:
+    """Kill ``actor`` and wait until calls to it fail, so the fault never races a fast task."""
+    ray.kill(actor, no_restart=True)
+    for _ in range(400):
+        try:
+            ray.get(actor.pid.remote(), timeout=10)
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            return actor
+        time.sleep(0.05)
+    raise RuntimeError("killed actor still answers")
 
 
 def _inject(monkeypatch: pytest.MonkeyPatch, kills_per_round: dict[int, int]) -> list[Any]:
-    """Make ray executors kill actor 0 during the given rounds; returns the executors built."""
+    """Make ray executors lose an actor holding jobs in the given rounds: the actor is dead
+    when the round's call reaches it, and the next ``kills - 1`` replacements die too."""
     from simulator.execution import ray_pool
 
     built: list[Any] = []
 
     class KillingExecutor(ray_pool.RayExecutor):  # type: ignore[misc, valid-type]
         def __init__(self, *a: Any, **k: Any) -> None:
-            super().__init__(*a, **k)
             self.kills = 0
+            self._kills_left = 0
+            super().__init__(*a, **k)
             built.append(self)
+
+        def _spawn(self) -> Any:
+            actor = super()._spawn()
+            if self._kills_left > 0:
+                self._kills_left -= 1
+                self.kills += 1
+                return _dead(self.ray, actor)
+            return actor
 
         def run(self, global_flat: np.ndarray, jobs: Any) -> Any:
             kills = kills_per_round.get(jobs.round, 0)
-            if not kills:
-                return super().run(global_flat, jobs)
-            real = self.ray
-            self.ray = _KillBeforeGet(real, self, kills)
+            if kills and len(jobs):
+                owners = jobs.client_ids % self.n_actors
+                a = 0 if (owners == 0).any() else int(owners[0])
+                self.actors[a] = _dead(self.ray, self.actors[a])
+                self.kills += 1
+                self._kills_left = kills - 1
             try:
                 return super().run(global_flat, jobs)
             finally:
-                self.ray = real
+                self._kills_left = 0
 
     monkeypatch.setattr(ray_pool, "RayExecutor", KillingExecutor)
     return built
