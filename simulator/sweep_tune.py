@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,15 @@ def run_tune(spec: dict[str, Any], param_space: dict[str, Any], num_samples: int
     total = num_samples * (math.prod(len(v["grid_search"]) for v in param_space.values()
                                      if isinstance(v, dict) and "grid_search" in v) or 1)
 
+    t0 = time.monotonic()
+
+    def tag() -> str:
+        """``[done/total, elapsed, ETA]``: the ETA assumes the remaining trials take as long."""
+        done = Progress.done
+        spent = time.monotonic() - t0
+        eta = spent / done * (total - done) if done else float("nan")
+        return f"[{done}/{total}, {spent:.0f} s elapsed, ETA {eta:.0f} s]"
+
     class Progress(tune.Callback):
         done = 0
 
@@ -152,15 +162,15 @@ def run_tune(spec: dict[str, Any], param_space: dict[str, Any], num_samples: int
             Progress.done += 1
             m = trial.last_result or {}
             if "run_name" not in m:  # a scheduler stopped it
-                log(f"[{Progress.done}/{total}] trial {trial.trial_id} stopped by the scheduler "
+                log(f"{tag()} trial {trial.trial_id} stopped by the scheduler "
                     f"after round {m.get('round', -1) + 1} (accuracy {m.get(METRIC, 0.0):.3f})")
                 return
-            log(f"[{Progress.done}/{total}] {m['run_name']}: final accuracy "
+            log(f"{tag()} {m['run_name']}: final accuracy "
                 f"{m.get(METRIC, float('nan')):.3f}, simulated {m.get('sim_time_s') or 0:.0f} s")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             Progress.done += 1
-            log(f"[{Progress.done}/{total}] trial {trial.trial_id} failed")
+            log(f"{tag()} trial {trial.trial_id} failed")
 
     trainable = tune.with_resources(
         tune.with_parameters(make_trainable(_repo_root()), spec=spec), {"cpu": 1})

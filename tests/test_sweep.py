@@ -132,7 +132,7 @@ def test_three_policies_two_seeds_sweep(tmp_path, ray_session):
     assert res.dashboard == html and html.stat().st_size > 10_000
     assert (sweep_dir / "_tune").is_dir()  # Ray Tune's files stay inside the sweep
     assert json.loads((sweep_dir / "sweep.json").read_text())["seeds"] == 2
-    assert any(line.startswith("[6/6]") for line in lines)
+    assert any(line.startswith("[6/6, ") and "ETA 0 s]" in line for line in lines)
 
 
 def test_grid_value_that_pyyaml_cannot_convert_is_a_one_line_error():
