@@ -29,37 +29,33 @@ def _tune_names() -> tuple[list[str], list[str]]:
     return [GRID, *SEARCH_ALG_IMPORT], sorted(SCHEDULER_IMPORT)
 
 
-def make_search_alg(name: str) -> Any:
-    """None for the grid (Tune's BasicVariantGenerator over grid_search), else a Searcher."""
-    searchers, _ = _tune_names()
-    if name not in searchers:
-        raise InputError("--search-alg", f"unknown search algorithm '{name}' "
-                         f"(allowed: {', '.join(searchers)})")
-    if name == GRID:
+def _create(flag: str, what: str, name: str, allowed: list[str], default: str,
+            factory: Any) -> Any:
+    """Tune object ``name`` from ``factory`` (metric and mode come from the TuneConfig); None for
+    Tune's ``default``; a one-line InputError naming ``flag`` otherwise."""
+    if name not in allowed:
+        raise InputError(flag, f"unknown {what} '{name}' (allowed: {', '.join(allowed)})")
+    if name == default:
         return None
-    from ray.tune.search import create_searcher
-
     try:
-        return create_searcher(name)  # metric and mode come from the TuneConfig
+        return factory(name)
     except (ImportError, AssertionError, ValueError, TypeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError("--search-alg", f"cannot use '{name}': {msg}") from None
+        raise InputError(flag, f"cannot use '{name}': {msg}") from None
+
+
+def make_search_alg(name: str) -> Any:
+    """None for the grid (Tune's BasicVariantGenerator over grid_search), else a Searcher."""
+    from ray.tune.search import create_searcher
+
+    return _create("--search-alg", "search algorithm", name, _tune_names()[0], GRID,
+                   create_searcher)
 
 
 def make_scheduler(name: str) -> Any:
-    _, schedulers = _tune_names()
-    if name not in schedulers:
-        raise InputError("--scheduler", f"unknown scheduler '{name}' "
-                         f"(allowed: {', '.join(schedulers)})")
-    if name == "fifo":
-        return None
     from ray.tune.schedulers import create_scheduler
 
-    try:
-        return create_scheduler(name)  # metric and mode come from the TuneConfig
-    except (ImportError, AssertionError, ValueError, TypeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError("--scheduler", f"cannot use '{name}': {msg}") from None
+    return _create("--scheduler", "scheduler", name, _tune_names()[1], "fifo", create_scheduler)
 
 
 def make_trainable(root: str) -> Callable[..., None]:

@@ -139,6 +139,16 @@ def _list_array(flat: np.ndarray, lengths: np.ndarray) -> pa.Array:
 
 
 # --- import -------------------------------------------------------------------------------------
+def _check_record(rec: Any, origin: str, cid: int, fields: tuple[str, str]) -> None:
+    """A client's trace record must be a dict holding both ``fields``."""
+    if not isinstance(rec, Mapping):
+        raise InputError(origin, f"client {cid}: expected a dict with '{fields[0]}' and "
+                                 f"'{fields[1]}', got {type(rec).__name__}")
+    for field in fields:
+        if field not in rec:
+            raise InputError(origin, f"client {cid}: missing field '{field}'")
+
+
 def _read_capacity(doc: Any, origin: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not isinstance(doc, Mapping) or not doc:
         raise InputError(origin, "capacity trace must be a non-empty dict {client_id: {...}}")
@@ -148,12 +158,7 @@ def _read_capacity(doc: Any, origin: str) -> tuple[np.ndarray, np.ndarray, np.nd
     kbps = np.empty(n)
     for i, (key, rec) in enumerate(doc.items()):
         cid = _client_key(key, origin)
-        if not isinstance(rec, Mapping):
-            raise InputError(origin, f"client {cid}: expected a dict with 'computation' and "
-                                     f"'communication', got {type(rec).__name__}")
-        for field in ("computation", "communication"):
-            if field not in rec:
-                raise InputError(origin, f"client {cid}: missing field '{field}'")
+        _check_record(rec, origin, cid, ("computation", "communication"))
         ids[i] = cid
         ms[i] = _number(rec["computation"], origin, cid, "computation")
         kbps[i] = _number(rec["communication"], origin, cid, "communication", positive=True)
@@ -185,12 +190,7 @@ def _read_behavior(
     parsed: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
     for cid in dict.fromkeys(keys):
         rec = traces[cid]
-        if not isinstance(rec, Mapping):
-            raise InputError(origin, f"client {cid}: expected a dict with 'active' and "
-                                     f"'inactive', got {type(rec).__name__}")
-        for field in ("active", "inactive"):
-            if field not in rec:
-                raise InputError(origin, f"client {cid}: missing field '{field}'")
+        _check_record(rec, origin, cid, ("active", "inactive"))
         start = _times(rec["active"], origin, cid, "active")
         end = _times(rec["inactive"], origin, cid, "inactive")
         fin = rec.get("finish_time")
