@@ -1,0 +1,90 @@
+"""Golden tables of the shipped scenarios: a hash per column of rounds.parquet and clients.parquet.
+
+Every shipped scenario runs shortened (``rounds`` below, in-process executor) and each table column
+except wall-clock ones is hashed, so a refactor that changes behaviour fails with the scenario,
+table and column that moved. After an *intended* change of numbers, regenerate with
+
+    .venv/bin/python -m tests.golden.tables --update
+
+and say in the commit and CHANGELOG which numbers changed and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+HASHES = Path(__file__).with_name("hashes.json")
+WALL_COLUMNS = {"wall_s"}  # the machine's clock, not the simulation's
+
+# scenario file -> overrides that make it short (rounds) and in-process (identical on Ray:
+# tests/test_execution_identity.py).
+CASES: dict[str, dict[str, Any]] = {
+    "quickstart": {"rounds": 4},
+    "policy-comparison": {"rounds": 4},
+    "sync-vs-fedbuff-sync": {"rounds": 4},
+    "sync-vs-fedbuff-async": {"rounds": 6},
+    "smart-home-hierarchical": {"rounds": 6},
+    "healthcare-cross-silo": {"rounds": 4},
+    "keyboard-cross-device": {"rounds": 4},
+    "llm-7b-lora-fleet": {"rounds": 4},
+    "llm-lora-heterogeneous": {"rounds": 2},
+}
+
+
+def column_hash(s: pd.Series) -> str:
+    h = hashlib.sha256(str(s.dtype).encode())
+    values = s.to_numpy()
+    if values.dtype.kind in "biufcmM":  # numbers and times: their exact bytes
+        h.update(np.ascontiguousarray(values).tobytes())
+    else:  # strings, categoricals, lists: their text (object arrays' bytes are pointers)
+        h.update("\x1f".join(map(repr, s.tolist())).encode())
+    return h.hexdigest()[:16]
+
+
+def table_hashes(df: pd.DataFrame) -> dict[str, str]:
+    return {c: column_hash(df[c]) for c in df.columns if c not in WALL_COLUMNS}
+
+
+def run_case(name: str, runs_dir: Path) -> dict[str, dict[str, str]]:
+    from simulator.runner import run_scenario
+    from simulator.scenario import load_scenario
+
+    over = {"executor.kind": "local", **{k: v for k, v in CASES[name].items()}}
+    sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml", overrides=over)
+    run = run_scenario(sc, name=name, runs_dir=str(runs_dir))
+    return {t: table_hashes(pd.read_parquet(run / f"{t}.parquet")) for t in ("rounds", "clients")}
+
+
+def load_hashes() -> dict[str, Any]:
+    return json.loads(HASHES.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--update", action="store_true", help="rewrite hashes.json")
+    ap.add_argument("cases", nargs="*", default=list(CASES))
+    args = ap.parse_args(argv)
+    old = load_hashes() if HASHES.exists() else {}
+    new = dict(old)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.cases:
+            new[name] = run_case(name, Path(tmp))
+            same = old.get(name) == new[name]
+            print(f"{name}: {'unchanged' if same else 'CHANGED'}")
+    if args.update:
+        HASHES.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Golden tables: every shipped scenario, shortened, gives the recorded per-column hashes.
+
+Regenerate only after an intended change of behaviour (see tests/golden/tables.py)."""
+
+import pytest
+
+from tests.golden.tables import CASES, load_hashes, run_case
+
+
+def test_every_shipped_scenario_has_a_case():
+    from tests.golden.tables import ROOT
+
+    shipped = {p.stem for p in (ROOT / "scenarios").glob("*.yaml")}
+    assert shipped == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden_tables(name, tmp_path):
+    expected = load_hashes()[name]
+    got = run_case(name, tmp_path)
+    for table in ("rounds", "clients"):
+        exp, now = expected[table], got[table]
+        assert set(now) == set(exp), (f"{name}/{table}: columns added {sorted(set(now) - set(exp))}"
+                                      f", removed {sorted(set(exp) - set(now))}")
+        moved = sorted(c for c in exp if exp[c] != now[c])
+        assert not moved, f"{name}/{table}: columns changed: {moved}"
