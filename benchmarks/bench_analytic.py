@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # allow `python benchmarks/bench_analytic.py`
     sys.path.insert(0, str(ROOT))
 
-from simulator.clock import EventLoop
+from simulator.core.clock import EventLoop
 
 OVERCOMMIT = 1.25
 
@@ -54,10 +54,10 @@ def bench_doc(population: int, per_round: int, rounds: int) -> dict[str, Any]:
 
 
 def child(population: int, per_round: int, rounds: int) -> dict[str, Any]:
-    """Run the engine (as simulator.runner does) and report stage times and peak RSS."""
-    from simulator.engine import Simulation
-    from simulator.recording import Recorder
-    from simulator.scenario import parse_scenario
+    """Run the engine (as simulator.loop.runner does) and report stage times and peak RSS."""
+    from simulator.loop.simulation import Simulation
+    from simulator.io.recording import Recorder
+    from simulator.config.scenario import parse_scenario
 
     sc = parse_scenario(bench_doc(population, per_round, rounds))
     cpu = [time.process_time()]
@@ -90,8 +90,8 @@ def child(population: int, per_round: int, rounds: int) -> dict[str, Any]:
 
 def bare_numpy(population: int, per_round: int, rounds: int) -> dict[str, float]:
     """The same per-round math, inline: availability, sampling, estimate, dropout, resolve."""
-    from simulator.engine import build_population
-    from simulator.scenario import parse_scenario
+    from simulator.loop.simulation import build_population
+    from simulator.config.scenario import parse_scenario
 
     sc = parse_scenario(bench_doc(population, per_round, rounds))
     pop, _ = build_population(sc)

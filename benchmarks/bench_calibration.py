@@ -1,6 +1,6 @@
 """Calibration check: real client training on this machine vs the simulator's compute time.
 
-1. Calibrate this machine on the quickstart scenario (``simulator.calibrate.measure``: the
+1. Calibrate this machine on the quickstart scenario (``simulator.workloads.calibration.measure``: the
    workload's sequential trainer at hidden [64, 32] and wider copies, one thread, CPU time).
 2. For each model size (hidden [64, 32] and [512, 256] by default), really train ``--clients``
    quickstart clients (their own data and sizes) one after another with the workload's
@@ -33,12 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # allow `python benchmarks/bench_calibration.py`
     sys.path.insert(0, str(ROOT))
 
-from simulator import rng as R
-from simulator.calibrate import measure, profile_doc, with_hidden
-from simulator.cost import dense_train_flops_per_sample, estimate
-from simulator.engine import build_population
+from simulator.core import rng as R
+from simulator.workloads.calibration import measure, profile_doc, with_hidden
+from simulator.core.cost import dense_train_flops_per_sample, estimate
+from simulator.loop.simulation import build_population
 from simulator.planning import make_planner
-from simulator.scenario import load_scenario
+from simulator.config.scenario import load_scenario
 
 
 def simulated_compute_s(sc: Any, profile_dir: Path, profile_name: str,

@@ -36,7 +36,7 @@ SEQ_REFERENCE = 1_000.0  # reference: ~1k/s per core reusing one model
 
 
 def scenario(population: int, gpu: bool = False) -> Any:
-    from simulator.scenario import parse_scenario
+    from simulator.config.scenario import parse_scenario
     from tests.conftest import small_doc
 
     return parse_scenario(small_doc(**{"executor.num_gpus_per_actor": 1 if gpu else 0,
@@ -47,8 +47,8 @@ def scenario(population: int, gpu: bool = False) -> Any:
 
 
 def jobs_for(ids: np.ndarray, rnd: int = 0) -> Any:
-    from simulator import rng
-    from simulator.execution.base import JobBatch
+    from simulator.core import rng
+    from simulator.core.jobs import JobBatch
 
     seeds = np.array([rng.int_seed(7, rng.TRAINING, rnd, int(c)) for c in ids], np.uint64)
     return JobBatch(rnd, ids.astype(np.int64), seeds)

@@ -53,10 +53,10 @@ class Sampler:
 def measure(n_clients: int) -> dict[str, Any]:
     import ray
 
-    from simulator import rng
-    from simulator.execution.base import JobBatch
+    from simulator.core import rng
+    from simulator.core.jobs import JobBatch
     from simulator.execution.ray_pool import RayExecutor, init_ray
-    from simulator.scenario import parse_scenario
+    from simulator.config.scenario import parse_scenario
 
     sc = parse_scenario(quickstart_doc(**{
         "population.size": n_clients, "clients_per_round": 100, "executor.kind": "ray",

@@ -6,7 +6,7 @@ executor, so the numbers show the engine's own per-round cost plus training, wit
 population, client sizes, the availability index) is a one-time cost and reported apart.
 
 At 10^5 clients and more the engine counts and samples online clients through
-``simulator.availability.AvailabilityIndex`` (O(k) per round) instead of an O(N) mask; the
+``simulator.fleet.availability.AvailabilityIndex`` (O(k) per round) instead of an O(N) mask; the
 largest size also runs with the index switched off, to show what the O(N) path costs there.
 Each size also runs without the hosts' shard cache (every shard generated when used), which
 gives every size the same per-round work. All variants are built first and then advance one
@@ -49,8 +49,8 @@ class Variant:
     """One simulation in the round-robin: a population size, shard cache on/off, index on/off."""
 
     def __init__(self, n: int, rounds: int, cache: bool = True, index: bool = True) -> None:
-        from simulator.engine import Simulation
-        from simulator.scenario import parse_scenario
+        from simulator.loop.simulation import Simulation
+        from simulator.config.scenario import parse_scenario
 
         self.n, self.cache, self.index_on = n, cache, index
         t0 = time.perf_counter()
@@ -80,7 +80,7 @@ class Variant:
 
 def run(sizes: list[int], rounds: int, profile: bool) -> tuple[list[Variant], str]:
     """All variants advance one round at a time in turn, so load swings hit them alike."""
-    from simulator.recording import Recorder
+    from simulator.io.recording import Recorder
 
     top = max(sizes)
     variants = [Variant(n, rounds, cache=c) for n in sizes for c in (True, False)]

@@ -13,7 +13,7 @@ and in the same batch order, so the two final accuracies should agree.
 - steady round: the rounds alternate (FedFleet round r, then plain round r) so load swings hit
   both; the median of rounds 2..9 is compared (goal: FedFleet <= 1.0x plain);
 - end to end: each side as a fresh process from interpreter start to exit, FedFleet through
-  ``python -m simulator.cli run`` (Ray start, actors, parquet output), the plain loop through
+  ``python -m simulator.cli.main run`` (Ray start, actors, parquet output), the plain loop through
   ``--plain-e2e`` (goal: <= 1.5x);
 - peak RSS (VmHWM) of the FedFleet driver, of each actor, and of the plain loop's process.
 
@@ -59,8 +59,8 @@ class PlainFedAvg:
         import torch
 
         from simulator.data import build_dataset
-        from simulator.scenario import parse_scenario
-        from simulator import rng as rngmod
+        from simulator.config.scenario import parse_scenario
+        from simulator.core import rng as rngmod
         from simulator.workloads.mlp import batch_plan, build_mlp
 
         sc = parse_scenario(doc)
@@ -128,7 +128,7 @@ def plain_worker(conn: Any, doc: dict[str, Any]) -> None:
 
 # --- FedFleet, round by round -----------------------------------------------------------------
 def _capturing_recorder(runs_dir: str) -> Any:
-    from simulator.recording import Recorder
+    from simulator.io.recording import Recorder
 
     class Capturing(Recorder):
         last: dict[str, np.ndarray] = {}
@@ -145,8 +145,8 @@ def _capturing_recorder(runs_dir: str) -> Any:
 def side_by_side(rounds: int) -> dict[str, Any]:
     import ray
 
-    from simulator.engine import Simulation
-    from simulator.scenario import parse_scenario
+    from simulator.loop.simulation import Simulation
+    from simulator.config.scenario import parse_scenario
 
     doc = reference_doc(rounds)
     ctx = mp.get_context("spawn")
@@ -199,7 +199,7 @@ def e2e_fedfleet(rounds: int) -> float:
         path = Path(tmp) / "reference.yaml"
         path.write_text(yaml.safe_dump(reference_doc(rounds)))
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "simulator.cli", "run", str(path), "--name", "e2e",
+        subprocess.run([sys.executable, "-m", "simulator.cli.main", "run", str(path), "--name", "e2e",
                         "--runs-dir", tmp, "--no-dashboard"], cwd=ROOT, check=True,
                        capture_output=True)
         return time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """Soak: a long analytic run must not grow the driver's memory.
 
-Runs ``--rounds`` (default 5,000) analytic rounds through :class:`simulator.engine.Simulation`
-with a real :class:`simulator.recording.Recorder` in a temporary directory, samples the driver's
+Runs ``--rounds`` (default 5,000) analytic rounds through :class:`simulator.loop.simulation.Simulation`
+with a real :class:`simulator.io.recording.Recorder` in a temporary directory, samples the driver's
 resident set size (psutil) every ``--every`` rounds, and compares the final RSS (and the peak
 after round 100) with the RSS at round 100. Prints the ratios; exits 1 if the final ratio exceeds
 ``1 + --tolerance`` (default 10 %).
@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # allow `python benchmarks/bench_soak.py`
     sys.path.insert(0, str(ROOT))
 
-from simulator.engine import Simulation  # noqa: E402
-from simulator.recording import Recorder  # noqa: E402
-from simulator.scenario import parse_scenario  # noqa: E402
+from simulator.loop.simulation import Simulation  # noqa: E402
+from simulator.io.recording import Recorder  # noqa: E402
+from simulator.config.scenario import parse_scenario  # noqa: E402
 
 REFERENCE_ROUND = 100
 

@@ -138,6 +138,6 @@ def ratio(a: float, b: float) -> float:
 
 def quickstart_doc(**overrides: Any) -> dict[str, Any]:
     """The quickstart scenario (the reference workload) as a raw document, with dotted overrides."""
-    from simulator.scenario import apply_overrides, read_yaml
+    from simulator.config.scenario import apply_overrides, read_yaml
 
     return apply_overrides(read_yaml(QUICKSTART), overrides)  # type: ignore[no-any-return]

@@ -6,15 +6,6 @@ recording, engine) imports neither ray nor torch; those live in ``workloads`` an
 
 __version__ = "0.1.0"
 
+from simulator.errors import FedFleetError, InputError
 
-class FedFleetError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
-
-
-class InputError(FedFleetError):
-    """Bad input (scenario, profile, trace, file); ``field`` names where."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}" if field else message)
+__all__ = ["FedFleetError", "InputError", "__version__"]

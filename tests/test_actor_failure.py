@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from simulator import FedFleetError
-from simulator.cli import main
-from simulator.runner import resume_run, run_scenario
-from simulator.scenario import parse_scenario
+from simulator.cli.main import main
+from simulator.loop.runner import resume_run, run_scenario
+from simulator.config.scenario import parse_scenario
 from tests.conftest import small_doc
 
 pytestmark = pytest.mark.ray

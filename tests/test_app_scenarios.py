@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.cli import main
-from simulator.scenario import load_scenario
+from simulator.cli.main import main
+from simulator.config.scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 

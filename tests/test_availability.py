@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from simulator.availability import SPARSE_MIN_POPULATION, AvailabilityIndex
-from simulator.eligibility import restrict_links
-from simulator.engine import build_population
-from simulator.scenario import parse_scenario
+from simulator.fleet.availability import SPARSE_MIN_POPULATION, AvailabilityIndex
+from simulator.fleet.eligibility import restrict_links
+from simulator.loop.simulation import build_population
+from simulator.config.scenario import parse_scenario
 from tests.conftest import small_doc
 
 
@@ -58,8 +58,8 @@ def test_sample_is_uniform_over_online_clients():
 
 
 def test_engine_uses_the_index_only_for_large_populations(tmp_path):
-    from simulator.engine import Simulation
-    from simulator.recording import Recorder
+    from simulator.loop.simulation import Simulation
+    from simulator.io.recording import Recorder
 
     small = Simulation(parse_scenario(small_doc(**{"mode": "analytic"})))
     assert small.avail_index is None

@@ -1,8 +1,8 @@
 """Malformed scenarios, profiles and traces: exit code 2, one line per problem, no traceback.
 
-Every case goes through the CLI (``simulator.cli.main``, in-process) and checks that each stderr
+Every case goes through the CLI (``simulator.cli.main.main``, in-process) and checks that each stderr
 line starts with ``fedfleet: error: ``, names the field, and that no run directory was created.
-A few cases also run as a real subprocess (``python -m simulator.cli``).
+A few cases also run as a real subprocess (``python -m simulator.cli.main``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from simulator.cli import main
+from simulator.cli.main import main
 from tests.conftest import ROOT, small_doc
 
 PREFIX = "fedfleet: error: "
@@ -371,7 +371,7 @@ def test_bad_input_subprocess(tmp_path: Path, content: Any, extra: list[str], ne
     f = _write(tmp_path / "s.yaml", content)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     res = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "run", str(f), "--runs-dir",
+        [sys.executable, "-m", "simulator.cli.main", "run", str(f), "--runs-dir",
          str(tmp_path / "runs"), "--no-dashboard", *extra],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr

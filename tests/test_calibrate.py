@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import InputError
-from simulator.calibrate import calibrate_main, fedscale_device_columns, fit_overhead_and_rate
-from simulator.cli import main as cli_main
-from simulator.cost import TaskCost, estimate, fedscale_completion_s
-from simulator.profiles import load_profile
+from simulator.workloads.calibration import calibrate_main, fedscale_device_columns, fit_overhead_and_rate
+from simulator.cli.main import main as cli_main
+from simulator.core.cost import TaskCost, estimate, fedscale_completion_s
+from simulator.fleet.profiles import load_profile
 from tests.conftest import ROOT
 
 
@@ -94,9 +94,9 @@ def test_cost_model_reproduces_fedscale_completion_time(batch, steps, ms, model_
 def test_fedscale_parity_through_the_planner_with_a_clock_proxy():
     # The engine's own path: a clock proxy of P fp32 parameters is model_kbit = 32 P / 1000;
     # FedScale counts one transfer, the planner two (down and up), so downloads are made free.
-    from simulator.engine import build_population
+    from simulator.loop.simulation import build_population
     from simulator.planning import make_planner
-    from simulator.scenario import parse_scenario
+    from simulator.config.scenario import parse_scenario
     from tests.conftest import small_doc
 
     sc = parse_scenario(small_doc(mode="analytic", **{"model.clock_proxy": {

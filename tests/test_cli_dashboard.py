@@ -1,8 +1,8 @@
 """`fedfleet dashboard`: one run -> its dashboard; several runs -> a comparison."""
 
-from simulator.cli import main
-from simulator.runner import run_scenario
-from simulator.scenario import parse_scenario
+from simulator.cli.main import main
+from simulator.loop.runner import run_scenario
+from simulator.config.scenario import parse_scenario
 from tests.conftest import small_doc
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator import rounds as R
-from simulator.clock import (
+from simulator.core import outcomes as R
+from simulator.core.clock import (
     P_DEADLINE,
     P_FINISH,
     P_QUIT,
@@ -17,7 +17,7 @@ from simulator.clock import (
     phase_timeline,
     resolve_sync_round_events,
 )
-from simulator.cost import Timing
+from simulator.core.cost import Timing
 
 INF = math.inf
 

@@ -17,8 +17,8 @@ import textwrap
 import pandas as pd
 import pytest
 
-from simulator.runner import run_scenario
-from simulator.scenario import parse_scenario
+from simulator.loop.runner import run_scenario
+from simulator.config.scenario import parse_scenario
 from tests.conftest import ROOT, small_doc
 
 pytest.importorskip("ray")
@@ -38,8 +38,8 @@ SCRIPT = textwrap.dedent(
         cluster.add_node(num_cpus=1, resources={slot: 1})
         cluster.wait_for_nodes()
         from simulator.execution import ray_pool
-        from simulator.runner import run_scenario
-        from simulator.scenario import parse_scenario
+        from simulator.loop.runner import run_scenario
+        from simulator.config.scenario import parse_scenario
 
         placements = []
         original_init = ray_pool.RayExecutor.__init__
@@ -117,7 +117,7 @@ def test_missing_custom_resource_is_a_clear_error():
 def test_spread_scheduling_is_a_scenario_option():
     sc = parse_scenario(small_doc(**{"executor.scheduling": "spread"}))
     assert sc.executor.scheduling == "spread"
-    from simulator.scenario import ScenarioError
+    from simulator.config.scenario import ScenarioError
 
     with pytest.raises(ScenarioError, match="executor.scheduling"):
         parse_scenario(small_doc(**{"executor.scheduling": "pack"}))

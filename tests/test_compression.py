@@ -11,7 +11,7 @@ import pytest
 
 from simulator import FedFleetError
 from simulator.planning.llm_cost import upload_bytes
-from simulator.scenario import Compression
+from simulator.config.scenario import Compression
 from simulator.workloads.compression import (
     CompressionSpec,
     Compressor,
@@ -103,7 +103,7 @@ def test_residual_store_is_bounded_by_age_and_bytes():
 def test_compression_applies_to_real_lora_updates_with_planner_bytes(method):
     pytest.importorskip("peft")
     from simulator.aggregation import apply_fedavg
-    from simulator.planning.llm_config import spec_from_config
+    from simulator.config.llm import spec_from_config
     from tests.test_lora import TINY, jobs_for, tiny_workload
 
     cfg, spec = _spec(method, topk_fraction=0.1)

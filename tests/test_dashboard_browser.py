@@ -70,7 +70,7 @@ def _save(driver, shots: list[Path], name: str, element=None) -> None:  # type: 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
-    cmd = [sys.executable, "-m", "simulator.cli", "run", "scenarios/quickstart.yaml",
+    cmd = [sys.executable, "-m", "simulator.cli.main", "run", "scenarios/quickstart.yaml",
            "--no-dashboard", "--runs-dir", str(runs), "--set", "rounds=5",
            "--set", "executor.kind=local"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

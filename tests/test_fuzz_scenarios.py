@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from simulator import InputError
-from simulator.scenario import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml
+from simulator.config.scenario import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml
 from tests.conftest import small_doc
 
 FUZZ = settings(max_examples=500, deadline=None,
@@ -214,7 +214,7 @@ def test_read_yaml_never_crashes(content: str | bytes) -> None:
        st.sampled_from(["rounds", "training.lr", "population.mix", "selection.policy", "x.y.z",
                         "name"]))
 def test_set_overrides_never_crash(value: str, key: str) -> None:
-    from simulator.cli import _parse_sets
+    from simulator.cli.main import _parse_sets
 
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "s.yaml"

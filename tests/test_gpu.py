@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator import rng
+from simulator.core import rng
 from simulator.aggregation import apply_fedavg
-from simulator.execution.base import JobBatch
-from simulator.scenario import parse_scenario
+from simulator.core.jobs import JobBatch
+from simulator.config.scenario import parse_scenario
 from tests.conftest import small_doc
 
 torch = pytest.importorskip("torch")
@@ -67,7 +67,7 @@ def test_ray_actors_train_on_their_gpu(tmp_path, ray_session):
     import pandas as pd
 
     from simulator.execution.ray_pool import RayExecutor
-    from simulator.runner import run_scenario
+    from simulator.loop.runner import run_scenario
 
     if ray_session.cluster_resources().get("GPU", 0) < 1:
         pytest.skip("the Ray session sees no GPU")

@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator.hierarchy import (
+from simulator.loop.edges import (
     assign_edges,
     cloud_average,
     cloud_round_times,
     split_per_edge,
     transfer_s,
 )
-from simulator.runner import resume_run, run_scenario
-from simulator.scenario import ScenarioError, parse_scenario
+from simulator.loop.runner import resume_run, run_scenario
+from simulator.config.scenario import ScenarioError, parse_scenario
 from tests.conftest import small_doc
 
 ALWAYS_ON = {"population.mix": [{"profile": "edge-server-l4", "share": 0.3},

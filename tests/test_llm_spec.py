@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from simulator.planning import llm_cost as C
-from simulator.planning.llm_config import closed_form_spec
-from simulator.scenario import Model, ScenarioError, parse_scenario
+from simulator.config.llm import closed_form_spec
+from simulator.config.scenario import Model, ScenarioError, parse_scenario
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator import rng
+from simulator.core import rng
 from simulator.aggregation import Partial, apply_fedavg
-from simulator.execution.base import JobBatch
-from simulator.scenario import parse_scenario
+from simulator.core.jobs import JobBatch
+from simulator.config.scenario import parse_scenario
 from simulator.workloads import hetlora
 from tests.conftest import SHARED_DATA, small_doc
 
@@ -79,7 +79,7 @@ def test_hetlora_through_partial_masks_matches_the_paper(ga, gb):
 
 # --- the LoRA workload ----------------------------------------------------------------------------
 def test_state_holds_only_adapters_and_matches_the_closed_form_count():
-    from simulator.planning.llm_config import spec_from_config
+    from simulator.config.llm import spec_from_config
 
     w = tiny_workload()
     spec = spec_from_config("llama", dict(TINY, vocab_size=w.vocab, head_dim=None,
@@ -164,7 +164,7 @@ def test_heterogeneous_ranks_lower_the_loss():
 def test_tinyshakespeare_by_role_loss_falls(tmp_path):
     import pandas as pd
 
-    from simulator.runner import run_scenario
+    from simulator.loop.runner import run_scenario
 
     doc = small_doc(name="tiny-shakespeare", data={"dataset": "text", "partition": "natural", "path": str(SHAKESPEARE),
                  "test_fraction": 0.1, "text": {"max_sequences": 8, "test_sequences": 64}}, model={"kind": "transformer", "family": "llama", "seq_len": 32,
@@ -188,8 +188,8 @@ SCENARIO = "scenarios/llm-lora-heterogeneous.yaml"
 def _scenario_run(tmp_path, name, **over):
     import pandas as pd
 
-    from simulator.runner import run_scenario
-    from simulator.scenario import load_scenario
+    from simulator.loop.runner import run_scenario
+    from simulator.config.scenario import load_scenario
     from tests.conftest import ROOT
 
     fast = {"rounds": 4, "clients_per_round": 10, "executor.kind": "local",

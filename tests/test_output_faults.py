@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 import yaml
 
-import simulator.recording as recording
+import simulator.io.recording as recording
 from simulator import FedFleetError
-from simulator.cli import main
-from simulator.recording import Recorder
-from simulator.runner import resume_run, run_scenario
-from simulator.scenario import parse_scenario
+from simulator.cli.main import main
+from simulator.io.recording import Recorder
+from simulator.loop.runner import resume_run, run_scenario
+from simulator.config.scenario import parse_scenario
 from tests.conftest import small_doc
 
 PREFIX = "fedfleet: error: "

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.cost import estimate
+from simulator.core.cost import estimate
 from simulator.planning import make_planner
 from simulator.planning.base import FullModelPlanner
 from simulator.planning.capability import CapabilityPlanner
-from simulator.population import Population
-from simulator.scenario import parse_scenario
+from simulator.fleet.population import Population
+from simulator.config.scenario import parse_scenario
 
 GB = 1e9
 
@@ -213,8 +213,8 @@ def test_too_small_for_everything_gets_none(m: dict, mem: float) -> None:
 def test_analytic_llm_run_records_assignments_without_torch(tmp_path: Path) -> None:
     code = f"""
 import sys
-from simulator.scenario import load_scenario
-from simulator.runner import run_scenario
+from simulator.config.scenario import load_scenario
+from simulator.loop.runner import run_scenario
 sc = load_scenario('scenarios/llm-7b-lora-fleet.yaml',
                    {{'population.size': 3000, 'rounds': 3, 'clients_per_round': 50}})
 run_scenario(sc, runs_dir={str(tmp_path)!r}, overwrite=True)
@@ -235,7 +235,7 @@ def test_full_7b_fleet_scenario_under_60s(tmp_path: Path) -> None:
     import time
 
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "simulator.cli", "run",
+    subprocess.run([sys.executable, "-m", "simulator.cli.main", "run",
                     "scenarios/llm-7b-lora-fleet.yaml", "--no-dashboard", "--runs-dir", str(tmp_path), "--overwrite"], check=True,
                    timeout=120, capture_output=True)
     assert time.perf_counter() - t0 < 60

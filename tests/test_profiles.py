@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from simulator import InputError
-from simulator.profiles import PACKAGE_PROFILES_DIR, DeviceProfile, catalog, load_profile
+from simulator.fleet.profiles import PACKAGE_PROFILES_DIR, DeviceProfile, catalog, load_profile
 
 REQUIRED = {
     "phone-lowend", "phone-midrange", "phone-flagship", "tablet", "rpi4", "rpi5",

@@ -27,9 +27,9 @@ import pytest
 import yaml
 
 from simulator import FedFleetError
-from simulator.cli import main
-from simulator.runner import resume_run, run_scenario
-from simulator.scenario import parse_scenario
+from simulator.cli.main import main
+from simulator.loop.runner import resume_run, run_scenario
+from simulator.config.scenario import parse_scenario
 from tests.conftest import ROOT, small_doc
 
 
@@ -112,7 +112,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, executor: str
     scenario.write_text(yaml.safe_dump(doc))
     runs = tmp_path / "runs"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "simulator.cli"]
+    cmd = [sys.executable, "-m", "simulator.cli.main"]
     proc = subprocess.Popen([*cmd, "run", str(scenario), "--runs-dir", str(runs), "--no-dashboard"],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -162,7 +162,7 @@ def test_crash_between_checkpoints_resumes_identically(tmp_path: Path) -> None:
 
 def test_crash_while_writing_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash between the npz and the JSON of a checkpoint falls back to the previous one."""
-    import simulator.checkpoint as ckmod
+    import simulator.io.checkpoint as ckmod
 
     real = ckmod.atomic_write_bytes
     calls = {"json": 0}
@@ -278,9 +278,9 @@ GLOBAL_RNG = re.compile(
     r"np\.random\.(rand|randn|randint|random|choice|shuffle|permutation|normal|uniform|seed|"
     r"get_state|set_state)\b|np\.random\.default_rng\(\s*\)|\bimport random\b|\bfrom random\b|"
     r"torch\.(rand|randn|randint|randperm|bernoulli|normal|multinomial)\(")
-# calibrate.py measures the local machine (random matrices to time matmuls); it never decides a
+# workloads/calibration.py measures the local machine (random matrices to time matmuls); it never decides a
 # simulated outcome, so it is not part of the determinism contract.
-NOT_SIMULATION = {"calibrate.py"}
+NOT_SIMULATION = {"calibration.py"}
 
 
 def test_simulator_uses_no_global_rng() -> None:
@@ -292,7 +292,7 @@ def test_simulator_uses_no_global_rng() -> None:
             code = line.split("#", 1)[0]
             if GLOBAL_RNG.search(code):
                 hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
-    assert not hits, "draw from simulator.rng streams instead:\n" + "\n".join(hits)
+    assert not hits, "draw from simulator.core.rng streams instead:\n" + "\n".join(hits)
 
 
 def test_training_ignores_global_rng_state() -> None:
@@ -300,8 +300,8 @@ def test_training_ignores_global_rng_state() -> None:
     batch order from the job's seed and has no other randomness (no dropout)."""
     import torch
 
-    from simulator.execution.base import JobBatch
-    from simulator import rng as R
+    from simulator.core.jobs import JobBatch
+    from simulator.core import rng as R
     from simulator.workloads import build_workload
 
     sc = parse_scenario(small_doc())
@@ -326,7 +326,7 @@ def test_training_ignores_global_rng_state() -> None:
 def test_output_fault_in_checkpoint_is_a_clear_error(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """ENOSPC while saving a checkpoint: a FedFleetError naming output.runs_dir."""
-    import simulator.checkpoint as ckmod
+    import simulator.io.checkpoint as ckmod
 
     def full(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

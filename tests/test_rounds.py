@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from simulator import rounds as R
-from simulator.cost import TaskCost, Timing, estimate
+from simulator.core import outcomes as R
+from simulator.core.cost import TaskCost, Timing, estimate
 
 INF = np.inf
 

@@ -3,7 +3,7 @@
 import io
 from contextlib import redirect_stdout
 
-from simulator import scenario_doc
+from simulator.config import reference as scenario_doc
 from tests.conftest import ROOT
 
 
@@ -12,11 +12,11 @@ def test_scenario_reference_is_current():
     with redirect_stdout(buf):
         scenario_doc.main()
     committed = (ROOT / "docs" / "scenario.md").read_text()
-    assert buf.getvalue() == committed, "run: python -m simulator.scenario_doc > docs/scenario.md"
+    assert buf.getvalue() == committed, "run: python -m simulator.config.reference > docs/scenario.md"
 
 
 def test_every_shipped_scenario_validates():
-    from simulator.scenario import load_scenario
+    from simulator.config.scenario import load_scenario
 
     files = sorted((ROOT / "scenarios").glob("*.yaml"))
     assert len(files) >= 9

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator import rounds as R
-from simulator.cost import TaskCost, Timing
+from simulator.core import outcomes as R
+from simulator.core.cost import TaskCost, Timing
 from simulator.planning import Plan
-from simulator.privacy.config import SecureAggregation
-from simulator.runner import run_scenario
-from simulator.scenario import parse_scenario
-from simulator.secagg import (
+from simulator.config.privacy import SecureAggregation
+from simulator.loop.runner import run_scenario
+from simulator.config.scenario import parse_scenario
+from simulator.privacy.secagg import (
     SecureAggregator,
     client_overhead,
     expansion_factor,

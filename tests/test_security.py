@@ -2,7 +2,7 @@
 
 * YAML goes through ``yaml.safe_load`` only: a ``!!python/...`` tag is a one-line error;
 * no pickle / eval / exec / unsafe loaders on user files anywhere in the engine or dashboards
-  (source scan), except the restricted unpickler in simulator/safe_pickle.py, which resolves no globals;
+  (source scan), except the restricted unpickler in simulator/io/safe_pickle.py, which resolves no globals;
 * ``torch.load`` only with ``weights_only=True``; numpy never with ``allow_pickle=True``;
 * plugin classes are imported only when listed under the scenario's ``plugins:``;
 * run names cannot leave the runs directory;
@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 from simulator import InputError
-from simulator.cli import main
-from simulator.scenario import ScenarioError, load_scenario, parse_scenario, validate_run_name
+from simulator.cli.main import main
+from simulator.config.scenario import ScenarioError, load_scenario, parse_scenario, validate_run_name
 from tests.conftest import ROOT, small_doc
 
 SOURCE_DIRS = ("simulator", "dashboards", "benchmarks")
@@ -116,7 +116,7 @@ def test_no_pickle_eval_or_exec_of_user_files() -> None:
 
 def test_the_only_unpickler_resolves_no_globals() -> None:
     """traces.py reads FedScale pickles with SafeUnpickler: every global lookup is refused."""
-    from simulator.traces import SafeUnpickler, safe_load_pickle
+    from simulator.fleet.traces import SafeUnpickler, safe_load_pickle
 
     users = [p for p in _sources() if "pickle.Unpickler" in p.read_text()]
     assert [p.name for p in users] == ["safe_pickle.py"]
@@ -212,10 +212,7 @@ def test_run_names_cannot_escape(name: str) -> None:
 
 # --- network exposure -----------------------------------------------------------------------------
 def test_live_dashboard_binds_localhost_by_default() -> None:
-    serve_cli = ROOT / "simulator" / "serve_cli.py"
-    if not serve_cli.exists():
-        pytest.skip("no live dashboard (simulator/serve_cli.py) in this tree")
-    from simulator.serve_cli import add_parser
+    from simulator.cli.serve import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import InputError
-from simulator import rounds as R
-from simulator.checkpoint import load_checkpoint, save_checkpoint
-from simulator.policy_params import (
+from simulator.core import outcomes as R
+from simulator.io.checkpoint import load_checkpoint, save_checkpoint
+from simulator.config.selection import (
     BUILTIN_POLICIES,
     DeadlineParams,
     FairParams,
@@ -21,8 +21,8 @@ from simulator.policy_params import (
     PowerOfChoiceParams,
     TiflParams,
 )
-from simulator.population import Population
-from simulator.scenario import ScenarioError, parse_scenario
+from simulator.fleet.population import Population
+from simulator.config.scenario import ScenarioError, parse_scenario
 from simulator.selection import RoundContext, RoundFeedback, make_selector
 from simulator.selection.base import known_policies
 from simulator.selection.common import weighted_sample
@@ -366,7 +366,7 @@ def test_state_dict_round_trip_restores_identical_selections(policy, tmp_path):
 
 
 def test_resume_with_oort_gives_identical_tables(tmp_path):
-    from simulator.runner import resume_run, run_scenario
+    from simulator.loop.runner import resume_run, run_scenario
 
     doc = small_doc(**{"selection.policy": "oort", "rounds": 6, "population.size": 60,
                        "clients_per_round": 6})
@@ -388,7 +388,7 @@ def test_resume_with_oort_gives_identical_tables(tmp_path):
 
 @pytest.mark.parametrize("policy", BUILTIN_POLICIES)
 def test_every_policy_runs_a_tiny_scenario(policy, tmp_path):
-    from simulator.runner import run_scenario
+    from simulator.loop.runner import run_scenario
 
     sc = parse_scenario(small_doc(**{"selection.policy": policy, "rounds": 3,
                                      "population.size": 50, "clients_per_round": 5}))

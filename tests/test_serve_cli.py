@@ -7,7 +7,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
-from simulator import serve_cli
+from simulator.cli import serve as serve_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def test_defaults_bind_localhost() -> None:
 
 
 def test_registered_in_main_cli() -> None:
-    from simulator.cli import build_parser
+    from simulator.cli.main import build_parser
 
     args = build_parser().parse_args(["serve", "somewhere"])
     assert args.func is serve_cli.cmd_serve and args.runs_dir == "somewhere"

@@ -73,7 +73,7 @@ def test_split_lora_gradients_equal_unsplit():
 
 
 def test_split_client_trains_like_an_unsplit_client_and_counts_traffic():
-    from simulator.planning.llm_config import spec_from_config
+    from simulator.config.llm import spec_from_config
     from simulator.planning.llm_cost import split_step_bytes
     from simulator.workloads.llm import StateConfig, TrainConfig
     from simulator.workloads.lora import LoraSpec

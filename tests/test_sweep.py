@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from simulator import InputError
-from simulator.cli import main
-from simulator.sweep import expand, jain_index, parse_grid, run_sweep, validate
+from simulator.cli.main import main
+from simulator.sweep.grid import expand, jain_index, parse_grid, run_sweep, validate
 from tests.conftest import small_doc
 
 
@@ -137,7 +137,7 @@ def test_three_policies_two_seeds_sweep(tmp_path, ray_session):
 
 def test_grid_value_that_pyyaml_cannot_convert_is_a_one_line_error():
     from simulator import InputError
-    from simulator.sweep import parse_grid
+    from simulator.sweep.grid import parse_grid
 
     with pytest.raises(InputError, match="--grid"):
         parse_grid(["rounds=2001-13-45"])

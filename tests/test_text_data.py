@@ -13,7 +13,7 @@ from simulator.data.text import (
     split_speakers,
     windows,
 )
-from simulator.scenario import parse_scenario
+from simulator.config.scenario import parse_scenario
 from tests.conftest import SHARED_DATA, small_doc
 
 SHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"
@@ -167,7 +167,7 @@ def test_tinyshakespeare_split_by_speaking_role():
 
 
 def test_path_source_without_path_is_a_validation_error():
-    from simulator.scenario import ScenarioError
+    from simulator.config.scenario import ScenarioError
 
     doc = small_doc(data={"dataset": "text", "text": {"source": "path"}})
     with pytest.raises(ScenarioError, match="data.path: required"):

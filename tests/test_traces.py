@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from simulator import InputError
-from simulator.traces import (
+from simulator.fleet.traces import (
     SafeUnpickler,
     import_fedscale,
     load_trace_table,
@@ -308,7 +308,7 @@ def test_trace_available_on_loaded_table_and_arrow(tmp_path: Path) -> None:
 
 def test_permission_error_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same as above but works as root too: the OS error is simulated."""
-    import simulator.safe_pickle as traces
+    import simulator.io.safe_pickle as traces
 
     def denied(*_a: object, **_k: object) -> None:
         raise PermissionError(13, "Permission denied")

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from simulator import rng
+from simulator.core import rng
 from simulator.aggregation import Partial, apply_fedavg
-from simulator.execution.base import JobBatch
-from simulator.scenario import parse_scenario
+from simulator.core.jobs import JobBatch
+from simulator.config.scenario import parse_scenario
 from tests.conftest import small_doc
 
 torch = pytest.importorskip("torch")

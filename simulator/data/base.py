@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from simulator import InputError
-from simulator import rng as rngmod
+from simulator.core import rng as rngmod
 
 
 class FederatedDataset(Protocol):

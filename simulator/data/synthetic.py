@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator import rng as rngmod
+from simulator.core import rng as rngmod
 
 
 class SyntheticLeaf:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from simulator import InputError
-from simulator import rng as rngmod
+from simulator.core import rng as rngmod
 
 DEFAULT_SEQ_LEN = 64
 MAX_VOCAB = 4096

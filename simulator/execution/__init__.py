@@ -4,6 +4,18 @@
 aggregates (fixed-point sums) for the same jobs.
 """
 
-from simulator.execution.base import JobBatch, make_executor
+from typing import Any
 
-__all__ = ["JobBatch", "make_executor"]
+from simulator.execution.base import Executor
+
+__all__ = ["Executor", "make_executor"]
+
+
+def make_executor(scenario: Any, population_size: int) -> Executor:
+    if scenario.executor.kind == "ray":
+        from simulator.execution.ray_pool import RayExecutor
+
+        return RayExecutor(scenario, population_size)
+    from simulator.execution.local import LocalExecutor
+
+    return LocalExecutor(scenario, population_size)

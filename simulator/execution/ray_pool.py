@@ -15,7 +15,7 @@ import numpy as np
 
 from simulator import FedFleetError
 from simulator.aggregation import Partial
-from simulator.execution.base import JobBatch
+from simulator.core.jobs import JobBatch
 
 
 def _host_class():  # type: ignore[no-untyped-def]

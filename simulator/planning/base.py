@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from simulator.cost import TaskCost, dense_train_flops_per_sample, mlp_param_count
-from simulator.population import Population
+from simulator.core.cost import TaskCost, dense_train_flops_per_sample, mlp_param_count
+from simulator.fleet.population import Population
 
 BYTES_FP32 = 4
 

@@ -5,7 +5,7 @@ most to least preferred, e.g. ``[lora, partial, split]``. Each kind expands into
 capable first: LoRA ranks descending, partial top-k blocks descending, width rates descending,
 split cuts ascending. An option is *admissible* for a client when its peak memory fits the
 device's usable memory and, with ``require_deadline``, its estimated time (download + compute +
-upload, as :func:`simulator.cost.estimate`) is within ``scenario.deadline_s``. Walking the kinds in
+upload, as :func:`simulator.core.cost.estimate`) is within ``scenario.deadline_s``. Walking the kinds in
 order, a client takes the first admissible option of the first kind that has one; for ``split``
 it takes the admissible cut with the smallest time instead. A client for which only the deadline
 fails gets the fastest option that fits in memory (``meets_deadline`` False; the round resolver
@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from simulator.cost import BITS_PER_BYTE, TaskCost
+from simulator.core.cost import BITS_PER_BYTE, TaskCost
 from simulator.planning import llm_cost as C
 from simulator.planning import memory as M
 from simulator.planning.base import Plan
-from simulator.planning.llm_config import ModelSpec, closed_form_spec
-from simulator.population import Population
+from simulator.config.llm import ModelSpec, closed_form_spec
+from simulator.fleet.population import Population
 
 CHUNK = 16384  # clients planned at once
 DEFAULT_TARGETS = {"llama": ("q_proj", "v_proj"), "gpt2": ("c_attn",), "bert": ("query", "value")}
@@ -184,7 +184,7 @@ class CapabilityPlanner:
 
         A split client waits for the server (its share ``split_server_flops_per_s``) and one
         round trip per step; that wait is charged as compute time (FLOPs at the client's own
-        rate) so :func:`simulator.cost.estimate` and the round resolver see the true duration.
+        rate) so :func:`simulator.core.cost.estimate` and the round resolver see the true duration.
         ``total`` repeats estimate's arithmetic in the same order on [opt, n] arrays, so it equals
         ``estimate(...).total_s`` of the chosen option bit for bit.
         """

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.planning.llm_config import ModelSpec
+from simulator.config.llm import ModelSpec
 
 
 def forward_flops_per_token(spec: ModelSpec, seq_len: int) -> float:

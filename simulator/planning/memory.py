@@ -19,7 +19,7 @@ plus momentum (4 B) when used.
 
 from __future__ import annotations
 
-from simulator.planning.llm_config import ModelSpec
+from simulator.config.llm import ModelSpec
 
 ADAM_BYTES = 12.0  # fp32 master weights + first and second moments
 LLAMA_MEASURED_ACT = 45.7  # bytes per (s*b*h) per layer, HF Llama, bf16, SDPA (reference.md)

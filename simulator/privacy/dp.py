@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator import rng as R
+from simulator.core import rng as R
 from simulator.aggregation.fedavg import SCALE, Partial
 
 # Shrink the clipping factor by one part in 10^12 so that the float64 norm of the clipped update

@@ -9,7 +9,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from simulator import InputError
-from simulator.population import Population
+from simulator.fleet.population import Population
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class RoundFeedback:
 
     round: int
     client_ids: np.ndarray
-    outcome: np.ndarray  # codes from simulator.rounds
+    outcome: np.ndarray  # codes from simulator.core.outcomes
     duration_s: np.ndarray  # each client's planned total seconds
     n_samples: np.ndarray
     train_loss: np.ndarray  # mean loss of trained clients, NaN if not trained

@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from simulator import rounds as R
-from simulator.policy_params import OortParams
-from simulator.population import Population
+from simulator.core import outcomes as R
+from simulator.config.selection import OortParams
+from simulator.fleet.population import Population
 from simulator.selection.base import RoundContext, RoundFeedback, register
 from simulator.selection.common import ColumnState, top_k, uniform_sample, weighted_sample
 

@@ -2,7 +2,7 @@
 
 ``oort`` (simulator/selection/oort.py) and ``tifl`` (simulator/selection/tifl.py) live in their
 own modules; the smaller policies are here. Each reads its parameters from
-``selection.<policy>`` in the scenario (simulator/policy_params.py).
+``selection.<policy>`` in the scenario (simulator/config/selection.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from simulator import InputError
-from simulator import rounds as R
-from simulator.policy_params import DeadlineParams, FairParams, PowerOfChoiceParams
-from simulator.population import Population
+from simulator.core import outcomes as R
+from simulator.config.selection import DeadlineParams, FairParams, PowerOfChoiceParams
+from simulator.fleet.population import Population
 from simulator.selection import oort as _oort  # noqa: F401  (registers "oort")
 from simulator.selection import tifl as _tifl  # noqa: F401  (registers "tifl")
 from simulator.selection.base import RoundContext, RoundFeedback, register

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from simulator import rounds as R
-from simulator.policy_params import TiflParams
-from simulator.population import Population
+from simulator.core import outcomes as R
+from simulator.config.selection import TiflParams
+from simulator.fleet.population import Population
 from simulator.selection.base import RoundContext, RoundFeedback, register
 from simulator.selection.common import ColumnState, random_keys_smallest
 

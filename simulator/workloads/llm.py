@@ -37,9 +37,9 @@ import torch
 from torch import nn
 
 from simulator import InputError
-from simulator import rng as rngmod
+from simulator.core import rng as rngmod
 from simulator.aggregation import Partial
-from simulator.execution.base import JobBatch
+from simulator.core.jobs import JobBatch
 from simulator.workloads import lora as L
 from simulator.workloads.compression import CompressionSpec, Compressor
 from simulator.workloads.mlp import batch_plan

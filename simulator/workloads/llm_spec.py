@@ -4,7 +4,7 @@
 scenario's resolved config under ``torch.device("meta")`` (parameters get shapes but no storage,
 so Llama-2-70B builds in ~0.2 s), counts parameters, and measures training FLOPs per token with
 ``torch.utils.flop_counter.FlopCounterMode`` on a meta forward + backward. Results are plain
-numbers in a :class:`~simulator.planning.llm_config.ModelSpec`, cached per config JSON.
+numbers in a :class:`~simulator.config.llm.ModelSpec`, cached per config JSON.
 
 The planner uses the closed-form spec (planning.llm_config) so analytic runs never import torch;
 tests/test_llm_spec.py checks that both agree (shared/reference.md section 3 lists the counts:
@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from simulator import InputError
-from simulator.planning.llm_config import (
+from simulator.config.llm import (
     ModelSpec,
     check_shapes,
     normalised,
@@ -45,7 +45,7 @@ FLOP_SEQ_LEN = 128  # tokens per sequence in the FLOP measurement (capped by seq
 
 def _as_model(model_cfg: Any) -> Any:
     if isinstance(model_cfg, dict):
-        from simulator.scenario import Model
+        from simulator.config.scenario import Model
 
         return Model.model_validate({"kind": "transformer", **model_cfg})
     return model_cfg

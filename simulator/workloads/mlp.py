@@ -16,12 +16,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from simulator import rng as rngmod
+from simulator.core import rng as rngmod
 from simulator.aggregation import Partial
 from simulator.aggregation.fedavg import SCALE, quantize_weighted
 from simulator.data import build_dataset
 from simulator.data.base import PooledDataset
-from simulator.execution.base import JobBatch
+from simulator.core.jobs import JobBatch
 from simulator.privacy import make_update_hook
 
 GROUP = 256  # clients trained at once in the batched path (CPU)

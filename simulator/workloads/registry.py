@@ -68,7 +68,7 @@ def state_config(workloads: Any, family: str, n_layers: int) -> Any:
 @register("transformer")
 def build_transformer(scenario: Any, population_size: int) -> Any:
     from simulator.data import build_dataset
-    from simulator.planning.llm_config import check_shapes, resolve_config
+    from simulator.config.llm import check_shapes, resolve_config
     from simulator.workloads.compression import CompressionSpec
     from simulator.workloads.llm import LLMWorkload, TrainConfig
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from simulator.aggregation import Partial
-from simulator.execution.base import JobBatch
+from simulator.core.jobs import JobBatch
 from simulator.workloads.mlp import MLPWorkload, build_mlp
 
 

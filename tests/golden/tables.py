@@ -56,8 +56,8 @@ def table_hashes(df: pd.DataFrame) -> dict[str, str]:
 
 
 def run_case(name: str, runs_dir: Path) -> dict[str, dict[str, str]]:
-    from simulator.runner import run_scenario
-    from simulator.scenario import load_scenario
+    from simulator.loop.runner import run_scenario
+    from simulator.config.scenario import load_scenario
 
     over = {"executor.kind": "local", **{k: v for k, v in CASES[name].items()}}
     sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml", overrides=over)

@@ -1,0 +1,1 @@
+"""The command line: ``fedfleet run|resume|validate|sweep|profiles|serve|dashboard``."""

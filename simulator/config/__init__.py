@@ -1,0 +1,1 @@
+"""Scenario schema (pydantic): the only place YAML is parsed and validated."""

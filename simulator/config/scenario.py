@@ -1,0 +1,363 @@
+"""Scenario files: the only place YAML is parsed and validated (pydantic v2).
+
+``load_scenario(path)`` returns a frozen :class:`Scenario` or raises :class:`ScenarioError`
+carrying one line per problem, each naming the field path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (Field, ValidationError, field_validator,
+                      model_validator)
+
+from simulator import FedFleetError, InputError
+from simulator.config.hierarchy import Hierarchy, hierarchy_problems
+from simulator.config.selection import SelectionBase, selection_problems
+from simulator.config.privacy import Privacy, SecureAggregation, privacy_problems
+from simulator.config.base import Strict as _Strict
+from simulator.config.model import (ClockProxy, Compression, Model,  # noqa: F401  (re-exported)
+                                      WorkloadSettings)
+
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_CLIENTS = 100_000_000
+
+
+class ScenarioError(FedFleetError):
+    """One or more problems in a scenario; ``lines`` are ready to print."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__(lines[0] if len(lines) == 1 else f"{len(lines)} problems: " + "; ".join(lines))
+
+
+class MixEntry(_Strict):
+    profile: str = Field(min_length=1)
+    share: float = Field(gt=0, le=1)
+
+
+class Population(_Strict):
+    size: int = Field(ge=1, le=MAX_CLIENTS)
+    mix: tuple[MixEntry, ...] = Field(min_length=1)
+    profiles_dir: str | None = None
+    require_link: tuple[Literal["wifi", "4g", "5g", "3g", "ethernet", "datacenter"], ...] = Field(
+        (), description="only clients on these links ever train (e.g. [wifi]); empty: any link")
+    # Battery model (simulator/fleet/energy.py): below this charge a device declines (low_battery).
+    min_battery_fraction: float = Field(0.0, ge=0, lt=1)
+    battery_recharge_hours: float | None = Field(
+        None, gt=0, le=1000, description="full recharge time while idle in the window; null: none")
+
+    @model_validator(mode="after")
+    def _shares(self) -> "Population":
+        total = sum(m.share for m in self.mix)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"mix shares must sum to 1 (got {total:g})")
+        return self
+
+
+class SyntheticData(_Strict):
+    """LEAF's synthetic(alpha, beta) (Li et al., FedProx 2020)."""
+
+    alpha: float = Field(1.0, ge=0, le=100)
+    beta: float = Field(1.0, ge=0, le=100)
+    dim: int = Field(60, ge=2, le=4096)
+    classes: int = Field(10, ge=2, le=1000)
+    mean_samples: int = Field(50, ge=2, le=100_000, description="mean of power-law client sizes")
+    test_samples: int = Field(2000, ge=10, le=1_000_000)
+
+
+class TextData(_Strict):
+    """Text corpus (data.dataset: text); sequences are model.seq_len + 1 characters."""
+
+    source: Literal["generated", "path"] | None = Field(
+        None, description="generated corpus or data.path; unset: path if data.path is set")
+    styles: int = Field(8, ge=1, le=1000, description="writing styles of the generated corpus")
+    words: int = Field(64, ge=8, le=100_000, description="lexicon size of the generated corpus")
+    max_sequences: int = Field(256, ge=1, le=1_000_000, description="cap per client")
+    test_sequences: int = Field(256, ge=1, le=1_000_000, description="held-out sequences")
+
+
+class Data(_Strict):
+    dataset: Literal["digits", "synthetic", "text"] = "digits"
+    partition: Literal["iid", "dirichlet", "shards", "natural"] = "iid"
+    alpha: float = Field(0.5, gt=0, le=1e4, description="Dirichlet concentration")
+    shards_per_client: int = Field(2, ge=1, le=100)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    samples_per_client: int = Field(
+        50, ge=1, le=1_000_000, description="median samples per client (digits, text)"
+    )
+    size_sigma: float = Field(0.5, ge=0, le=3, description="log-normal spread of client sizes")
+    synthetic: SyntheticData = SyntheticData()
+    text: TextData = TextData()
+    path: str | None = None
+
+
+class Training(_Strict):
+    epochs: int = Field(1, ge=1, le=1000)
+    batch_size: int = Field(16, ge=1, le=1_000_000)
+    lr: float = Field(0.05, gt=0, le=100)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class Selection(SelectionBase):
+    """``policy`` (a built-in name or a plugin class path listed under ``plugins:``) and one
+    optional parameter block per built-in policy, e.g. ``selection.oort.alpha``
+    (simulator/config/selection.py)."""
+
+
+class FedBuffSettings(_Strict):
+    """FedBuff (Nguyen et al. AISTATS 2022); semantics in docs/clock.md."""
+
+    concurrency: int = Field(100, ge=1, le=MAX_CLIENTS, description="clients training at once")
+    buffer_size: int = Field(10, ge=1, le=MAX_CLIENTS, description="updates per aggregation")
+    staleness: Literal["sqrt", "polynomial"] = "sqrt"
+    staleness_exponent: float = Field(0.5, ge=0, le=10, description="f in (1+tau)^-f")
+    max_staleness: int = Field(20, ge=0, le=100_000, description="staler updates are discarded")
+
+
+class Aggregation(_Strict):
+    method: Literal["fedavg", "fedbuff"] = "fedavg"
+    server_lr: float = Field(1.0, gt=0, le=100)
+    fedbuff: FedBuffSettings | None = None
+
+
+class Executor(_Strict):
+    kind: Literal["local", "ray"] = "local"
+    num_actors: int | None = Field(None, ge=1, le=4096)
+    address: str | None = None
+    num_cpus_per_actor: float = Field(1.0, gt=0, le=1024)
+    num_gpus_per_actor: float = Field(0.0, ge=0, le=64)
+    resources: dict[str, float] = Field(default_factory=dict)
+    # Ray actor placement: "default" packs actors where resources fit; "spread" puts them on as
+    # many nodes as possible (Ray's SPREAD scheduling strategy; see docs/cluster.md).
+    scheduling: Literal["default", "spread"] = "default"
+    batched: bool = True
+    max_retries: int = Field(3, ge=0, le=100)
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if not k or k in ("CPU", "GPU"):
+                raise ValueError(f"{k!r}: custom resource names only (CPU and GPU are set with "
+                                 "num_cpus_per_actor and num_gpus_per_actor)")
+            if not (math.isfinite(x) and 0 <= x <= 1e6):
+                raise ValueError(f"{k}: amounts must be finite numbers in [0, 1e6]")
+        return v
+
+
+class Output(_Strict):
+    runs_dir: str = "runs"
+    checkpoint_every: int = Field(0, ge=0, le=1_000_000)
+
+
+class Scenario(_Strict):
+    name: str = Field(pattern=RUN_NAME_RE.pattern)
+    description: str = ""
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    mode: Literal["real", "analytic"] = "real"
+    population: Population
+    data: Data = Data()
+    model: Model = Model()
+    training: Training = Training()
+    rounds: int = Field(ge=1, le=10_000_000)
+    clients_per_round: int = Field(ge=1, le=MAX_CLIENTS)
+    overcommit: float = Field(1.0, ge=1.0, le=10.0)
+    deadline_s: float | None = Field(None, gt=0, le=1e9)
+    selection: Selection = Selection()
+    aggregation: Aggregation = Aggregation()
+    executor: Executor = Executor()
+    output: Output = Output()
+    plugins: tuple[str, ...] = ()
+    privacy: Privacy = Privacy()
+    secure_aggregation: SecureAggregation = SecureAggregation()
+    hierarchy: Hierarchy | None = None
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Scenario":
+        if self.clients_per_round > self.population.size:
+            raise ValueError(
+                f"clients_per_round ({self.clients_per_round}) exceeds population.size "
+                f"({self.population.size})"
+            )
+        fb = self.aggregation.fedbuff
+        if fb is not None and self.aggregation.method != "fedbuff":
+            raise ValueError("aggregation.fedbuff: only used with aggregation.method fedbuff")
+        if self.aggregation.method == "fedbuff":
+            if fb is not None and fb.concurrency > self.population.size:
+                raise ValueError(f"aggregation.fedbuff.concurrency ({fb.concurrency}) exceeds "
+                                 f"population.size ({self.population.size})")
+            if self.output.checkpoint_every:
+                raise ValueError("output.checkpoint_every: checkpoints are not supported with "
+                                 "aggregation.method fedbuff (set it to 0)")
+            for name, used in (("privacy.mode", self.privacy.mode != "none"),
+                               ("secure_aggregation.enabled", self.secure_aggregation.enabled),
+                               ("hierarchy", self.hierarchy is not None)):
+                if used:
+                    raise ValueError(f"{name}: not supported with aggregation.method fedbuff "
+                                     "(synchronous rounds only)")
+        return self
+
+    @property
+    def selected_per_round(self) -> int:
+        """Clients invited per round: ceil(k * overcommit), capped at the population."""
+        return min(self.population.size, math.ceil(self.clients_per_round * self.overcommit - 1e-9))
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            # A key as the user typed it, unless it would break the one-line message.
+            key = str(p) if str(p).isprintable() and 0 < len(str(p)) <= 80 else _short_repr(p)
+            out += ("." if out else "") + key
+    return out
+
+
+_MSG_FIXES = {
+    "extra_forbidden": "unknown field (check the spelling; see docs/scenario.md)",
+    "missing": "required field is missing",
+}
+
+
+def _short_repr(value: Any) -> str:
+    """A bounded repr: an aliased YAML bomb must not be expanded into the error line."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother = 2, 60, 60
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 4
+    return r.repr(value)
+
+
+def format_errors(err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = _loc(tuple(p for p in e["loc"] if not str(p).startswith("function-after")))
+        msg = _MSG_FIXES.get(e["type"], e["msg"])
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if e["type"] == "literal_error":
+            msg = f"got {_short_repr(e.get('input'))}; " + msg.replace("Input should be", "allowed:")
+        lines.append(f"{loc or '(top level)'}: {msg}")
+    return lines
+
+
+def _check_references(sc: Scenario) -> list[str]:
+    """Cross-file checks pydantic cannot do alone: profiles exist, files exist."""
+    from simulator.fleet.profiles import catalog  # local: profiles import yaml/pydantic only
+
+    lines: list[str] = []
+    try:
+        known = catalog(sc.population.profiles_dir)
+    except InputError as exc:
+        return [str(exc)]
+    except OSError as exc:  # e.g. ENAMETOOLONG from the directory check
+        return [f"population.profiles_dir: cannot read '{sc.population.profiles_dir}' "
+                f"({exc.strerror or exc})"]
+    for i, m in enumerate(sc.population.mix):
+        if m.profile not in known:
+            lines.append(
+                f"population.mix[{i}].profile: unknown profile '{m.profile}' "
+                f"(known: {', '.join(sorted(known))})"
+            )
+    if sc.data.path is not None:
+        try:
+            found = Path(sc.data.path).exists()
+        except OSError as exc:  # e.g. ENAMETOOLONG
+            lines.append(f"data.path: cannot access '{sc.data.path}' ({exc.strerror or exc})")
+            found = True
+        if not found:
+            lines.append(f"data.path: file not found: '{sc.data.path}'")
+    if sc.data.dataset != "text" and sc.data.partition == "natural":
+        lines.append("data.partition: 'natural' needs dataset 'text' (allowed: iid, dirichlet, shards)")
+    if sc.data.dataset == "text" and sc.data.text.source == "path" and sc.data.path is None:
+        lines.append("data.path: required when data.text.source is 'path'")
+    if sc.model.kind == "transformer":
+        from simulator.config.llm import check_model  # pure: no torch
+
+        lines += check_model(sc.model)
+    lines += selection_problems(sc)
+    lines += privacy_problems(sc, known) + hierarchy_problems(sc, known)
+    return lines
+
+
+def parse_scenario(doc: Any) -> Scenario:
+    """Validate an already-parsed YAML document."""
+    if not isinstance(doc, dict):
+        raise ScenarioError(["(top level): a scenario must be a YAML mapping of fields"])
+    try:
+        sc = Scenario.model_validate(doc)
+    except ValidationError as exc:
+        raise ScenarioError(format_errors(exc)) from None
+    problems = _check_references(sc)
+    if problems:
+        raise ScenarioError(problems)
+    return sc
+
+
+def read_yaml(path: str | Path) -> Any:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([f"{p}: file not found"]) from None
+    except IsADirectoryError:
+        raise ScenarioError([f"{p}: is a directory, not a scenario file"]) from None
+    except PermissionError:
+        raise ScenarioError([f"{p}: permission denied"]) from None
+    except UnicodeDecodeError:
+        raise ScenarioError([f"{p}: not UTF-8 text"]) from None
+    except OSError as exc:
+        raise ScenarioError([f"{p}: cannot read ({exc.strerror})"]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError([f"{p}: invalid YAML{where}: {problem}"]) from None
+    except RecursionError:
+        raise ScenarioError([f"{p}: invalid YAML: nesting too deep"]) from None
+    except Exception as exc:  # PyYAML's scalar constructors leak ValueError, IndexError, ...
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ScenarioError([f"{p}: invalid YAML: a value cannot be read ({why})"]) from None
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    doc = read_yaml(path)
+    if overrides:
+        doc = apply_overrides(doc, overrides)
+    return parse_scenario(doc)
+
+
+def apply_overrides(doc: Any, overrides: dict[str, Any]) -> Any:
+    """Set dotted keys (``selection.policy``) in a copy of a raw document."""
+    import copy
+
+    if not isinstance(doc, dict):
+        return doc
+    out = copy.deepcopy(doc)
+    for key, value in overrides.items():
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[parts[-1]] = value
+    return out
+
+
+def validate_run_name(name: str) -> str:
+    if not RUN_NAME_RE.fullmatch(name) or name in {".", ".."}:
+        raise InputError("--name", f"invalid run name {name!r} (allowed: letters, digits, . _ -; "
+                         "must start with a letter or digit; at most 128 characters)")
+    return name

@@ -1,0 +1,1 @@
+"""The device fleet: profiles, populations, availability, eligibility, energy and traces."""

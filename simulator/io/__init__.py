@@ -1,0 +1,1 @@
+"""Run files: the recorder (parquet tables), checkpoints, the runs index, safe unpickling."""

@@ -1,0 +1,284 @@
+"""Run directories: tidy parquet tables plus a manifest, written atomically.
+
+A run is written under ``runs/<name>.partial/`` (round chunks in ``parts/``) and renamed to
+``runs/<name>/`` only when complete, so an interrupted run never looks complete. Every file is
+written to a temporary name, fsynced and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simulator import FedFleetError
+
+# Declared schemas (required columns; workloads may add documented extra columns).
+ROUND_COLUMNS: dict[str, pa.DataType] = {
+    "round": pa.int64(),
+    "sim_start_s": pa.float64(),
+    "sim_end_s": pa.float64(),
+    "duration_s": pa.float64(),
+    "wall_s": pa.float64(),
+    "candidates": pa.int64(),
+    "selected": pa.int64(),
+    "completed": pa.int64(),
+    "dropped": pa.int64(),
+    "offline": pa.int64(),
+    "straggled": pa.int64(),
+    "overcommitted": pa.int64(),
+    "out_of_memory": pa.int64(),
+    "low_battery": pa.int64(),
+    "accuracy": pa.float64(),
+    "loss": pa.float64(),
+    "train_loss": pa.float64(),
+    "bytes_down": pa.float64(),
+    "bytes_up": pa.float64(),
+    "energy_j": pa.float64(),
+    "wasted_device_s": pa.float64(),
+}
+CLIENT_COLUMNS: dict[str, pa.DataType] = {
+    "round": pa.int64(),
+    "client_id": pa.int64(),
+    "device_class": pa.string(),
+    "link": pa.string(),
+    "outcome": pa.string(),
+    "workload": pa.string(),
+    "n_samples": pa.int64(),
+    "start_s": pa.float64(),
+    "stop_s": pa.float64(),
+    "download_s": pa.float64(),
+    "compute_s": pa.float64(),
+    "upload_s": pa.float64(),
+    "bytes_down": pa.float64(),
+    "bytes_up": pa.float64(),
+    "energy_j": pa.float64(),
+    "memory_bytes": pa.float64(),
+    "train_loss": pa.float64(),
+    # Event log (absolute simulated seconds; NaN where a phase never started): simulator/core/clock.py
+    "download_start_s": pa.float64(),
+    "download_end_s": pa.float64(),
+    "compute_start_s": pa.float64(),
+    "compute_end_s": pa.float64(),
+    "upload_start_s": pa.float64(),
+    "upload_end_s": pa.float64(),
+    "model_version": pa.int64(),  # the global version the client trained from
+    "staleness": pa.int64(),  # versions published while it worked (0 in sync rounds)
+    "battery_fraction": pa.float64(),  # charge when invited; NaN for mains power
+}
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` a sibling temp file, fsync it, rename it over ``path``, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_table(path: Path, table: pa.Table) -> None:
+    _atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def _table(cols: dict[str, list[np.ndarray]], declared: dict[str, pa.DataType]) -> pa.Table:
+    arrays, names = [], []
+    for name, chunks in cols.items():
+        values = np.concatenate(chunks) if chunks else np.zeros(0)
+        typ = declared.get(name)
+        if values.dtype == object:
+            arr = pa.array(values.tolist(), type=typ or pa.string())
+        else:
+            arr = pa.array(values, type=typ) if typ is not None else pa.array(values)
+        arrays.append(arr)
+        names.append(name)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+class Recorder:
+    """Buffers rows per round and flushes them as parquet chunks."""
+
+    def __init__(self, runs_dir: str | Path, name: str, overwrite: bool = False,
+                 flush_rows: int = 50_000, flush_rounds: int = 100) -> None:
+        # Chunks of at most flush_rows client rows or flush_rounds rounds: the driver's memory
+        # stays flat over long runs (benchmarks/bench_soak.py) and live readers see progress.
+        self.runs_dir = Path(runs_dir)
+        self.name = name
+        self.final_dir = self.runs_dir / name
+        self.partial_dir = self.runs_dir / f"{name}.partial"
+        self.parts_dir = self.partial_dir / "parts"
+        self.overwrite = overwrite
+        self.flush_rows = flush_rows
+        self.flush_rounds = flush_rounds
+        self._buffered_rounds = 0
+        self._rounds: dict[str, list[np.ndarray]] = {}
+        self._clients: dict[str, list[np.ndarray]] = {}
+        self._buffered_rows = 0
+        self._first_round: int | None = None
+        self._last_round: int | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self, resume: bool = False) -> None:
+        if self.final_dir.exists() and not self.overwrite and not resume:
+            raise FedFleetError(
+                f"run '{self.name}' already exists in {self.runs_dir} "
+                "(choose another --name, or pass --overwrite)"
+            )
+        try:
+            if not resume and self.partial_dir.exists():
+                shutil.rmtree(self.partial_dir)
+            self.parts_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.partial_dir / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            self._cleanup_quietly()
+            raise FedFleetError(
+                f"output.runs_dir: cannot write to '{self.runs_dir}' ({exc.strerror or exc}); "
+                "choose a writable directory with output.runs_dir"
+            ) from None
+
+    def _cleanup_quietly(self) -> None:
+        try:
+            if self.partial_dir.exists():
+                shutil.rmtree(self.partial_dir)
+            if self.runs_dir.exists() and not any(self.runs_dir.iterdir()):
+                self.runs_dir.rmdir()
+        except OSError:
+            pass
+
+    def abort(self) -> None:
+        """Drop an unfinished run without a resumable checkpoint."""
+        self._cleanup_quietly()
+
+    # --- rows -----------------------------------------------------------------------------------
+    def append(self, round_row: dict[str, Any], client_cols: dict[str, np.ndarray]) -> None:
+        r = int(round_row["round"])
+        if self._first_round is None:
+            self._first_round = r
+        self._last_round = r
+        for k, v in round_row.items():
+            self._rounds.setdefault(k, []).append(np.asarray([v]))
+        for k, v in client_cols.items():
+            self._clients.setdefault(k, []).append(np.asarray(v))
+        self._buffered_rows += len(next(iter(client_cols.values()), []))
+        self._buffered_rounds += 1
+        if self._buffered_rows >= self.flush_rows or self._buffered_rounds >= self.flush_rounds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._first_round is None:
+            return
+        tag = f"{self._first_round:08d}-{self._last_round:08d}"
+        try:
+            atomic_write_table(self.parts_dir / f"clients-{tag}.parquet",
+                               _table(self._clients, CLIENT_COLUMNS))
+            atomic_write_table(self.parts_dir / f"rounds-{tag}.parquet",
+                               _table(self._rounds, ROUND_COLUMNS))
+        except OSError as exc:
+            # Whether the completed rounds stay (resumable) is the runner's call, not ours.
+            raise FedFleetError(
+                f"output.runs_dir: writing results to '{self.partial_dir}' failed "
+                f"({exc.strerror or exc})"
+            ) from None
+        self._rounds, self._clients = {}, {}
+        self._buffered_rows = self._buffered_rounds = 0
+        self._first_round = self._last_round = None
+
+    def truncate_after(self, last_round: int) -> None:
+        """On resume: delete chunks holding rounds after the checkpoint (they will be redone)."""
+        for p in sorted(self.parts_dir.glob("*.parquet")):
+            first, last = (int(x) for x in p.stem.split("-", 1)[1].split("-"))
+            if last > last_round:
+                if first <= last_round:
+                    t = pq.read_table(p)
+                    t = t.filter(pa.compute.less_equal(t["round"], last_round))
+                    atomic_write_table(p.with_name(p.name.replace(f"-{last:08d}", f"-{last_round:08d}")), t)
+                p.unlink(missing_ok=True)
+
+    # --- finalisation ---------------------------------------------------------------------------
+    def _combine(self, prefix: str, out: Path) -> int:
+        parts = sorted(self.parts_dir.glob(f"{prefix}-*.parquet"))
+        rows = 0
+        writer = None
+        tmp = out.with_name(f".{out.name}.tmp")
+        try:
+            for p in parts:
+                t = pq.read_table(p)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, t.schema, compression="zstd")
+                writer.write_table(t.cast(writer.schema))
+                rows += t.num_rows
+            if writer is None:
+                decl = ROUND_COLUMNS if prefix == "rounds" else CLIENT_COLUMNS
+                pq.write_table(pa.schema(list(decl.items())).empty_table(), tmp)
+            else:
+                writer.close()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return rows
+
+    def finalize(self, manifest: dict[str, Any]) -> Path:
+        try:
+            self.flush()
+            n_rounds = self._combine("rounds", self.partial_dir / "rounds.parquet")
+            n_clients = self._combine("clients", self.partial_dir / "clients.parquet")
+            manifest = dict(manifest, tables={"rounds.parquet": n_rounds, "clients.parquet": n_clients},
+                            status="complete")
+            atomic_write_bytes(self.partial_dir / "manifest.json",
+                               json.dumps(manifest, indent=2, default=str).encode())
+            shutil.rmtree(self.parts_dir, ignore_errors=True)
+            for leftover in self.partial_dir.glob("checkpoint*"):
+                leftover.unlink(missing_ok=True)
+            # Temp files of writes cut short by a crash before a resume (atomic_write_*).
+            for leftover in self.partial_dir.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
+            if self.final_dir.exists():
+                trash = self.runs_dir / f".{self.name}.old-{os.getpid()}"
+                os.replace(self.final_dir, trash)
+                os.replace(self.partial_dir, self.final_dir)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(self.partial_dir, self.final_dir)
+            fsync_dir(self.runs_dir)
+        except OSError as exc:
+            raise FedFleetError(
+                f"output.runs_dir: finishing the run in '{self.partial_dir}' failed "
+                f"({exc.strerror or exc})"
+            ) from None
+        return self.final_dir

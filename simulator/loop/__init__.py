@@ -1,0 +1,1 @@
+"""The round pipeline: one ``Simulation`` and the triggers that decide when the server aggregates."""

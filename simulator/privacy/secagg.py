@@ -1,0 +1,185 @@
+"""Secure aggregation cost model (Bonawitz et al., "Practical Secure Aggregation for
+Privacy-Preserving Machine Learning", CCS 2017; pure numpy).
+
+Pairwise masking, semi-honest variant, four message rounds:
+  0 AdvertiseKeys   client -> server: 2 public keys;   server -> client: everyone's keys
+  1 ShareKeys       client -> server: n-1 encrypted Shamir shares (of its mask key and self-mask
+                    seed), one per peer; server -> client: the n-1 addressed to it
+  2 MaskedInput     client -> server: x + PRG(b_u) + sum_v +-PRG(s_uv), elements of
+                    input_bits + ceil(log2 n) bits (the sum of n inputs must not wrap);
+                    server -> client: the survivor list U3
+  3 Unmasking       client -> server: one share per peer (b_v for survivors, s_v for dropouts)
+Client compute: n PRG expansions of the masked vector (n-1 pairwise + 1 self mask) and
+2(n-1) key agreements. Server compute: |U3| self masks + |U2 \\ U3| x |U3| pairwise masks to
+remove (<= n^2 expansions, the paper's O(m n^2)). The server can unmask only when at least
+t = ceil(threshold_fraction x n) clients survive; otherwise the round fails (no model update).
+Dropouts after the unmasking request are not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from simulator.core import outcomes as R
+from simulator.core.cost import BITS_PER_BYTE, Timing
+from simulator.planning import Plan
+
+
+def ring_bits(input_bits: int, n: int) -> int:
+    """Bits per masked element so that the sum of n inputs cannot overflow."""
+    return int(input_bits + math.ceil(math.log2(max(n, 1))))
+
+
+def threshold(n: int, fraction: float) -> int:
+    """Minimum survivors t = ceil(fraction * n) (at least 1)."""
+    return max(1, math.ceil(fraction * n - 1e-9))
+
+
+def secagg_failed(survivors: int, n: int, fraction: float) -> bool:
+    """True when the server cannot unmask: fewer than t of the n participants survived."""
+    return survivors < threshold(n, fraction)
+
+
+@dataclass(frozen=True)
+class ClientOverhead:
+    """Extra bytes and seconds one client spends on SecAgg, for n participants, m plain bytes."""
+
+    setup_up_bytes: Any  # rounds 0 and 1 (float, or an array like plain_bytes)
+    setup_down_bytes: Any
+    masked_extra_bytes: Any  # round 2, beyond the plain update
+    unmask_up_bytes: Any  # round 3
+    survivor_list_bytes: Any  # round 2 reply
+    prg_bytes: Any  # mask material each client expands
+    key_agreements: int
+
+    @property
+    def up_bytes(self) -> Any:
+        return self.setup_up_bytes + self.masked_extra_bytes + self.unmask_up_bytes
+
+    @property
+    def down_bytes(self) -> Any:
+        return self.setup_down_bytes + self.survivor_list_bytes
+
+
+def client_overhead(n: int, plain_bytes: Any, cfg: Any) -> ClientOverhead:
+    """Per-client SecAgg overhead for ``n`` participants and a ``plain_bytes`` update (a number or
+    a numpy column: every field broadcasts)."""
+    peers = max(n - 1, 0)
+    elements = plain_bytes * BITS_PER_BYTE / cfg.input_bits
+    masked_bytes = elements * ring_bits(cfg.input_bits, n) / BITS_PER_BYTE
+    enc_share = 2 * cfg.share_bytes + 2 * cfg.id_bytes + cfg.aead_overhead_bytes
+    return ClientOverhead(
+        setup_up_bytes=2 * cfg.key_bytes + peers * enc_share,
+        setup_down_bytes=n * (2 * cfg.key_bytes + cfg.id_bytes) + peers * enc_share,
+        masked_extra_bytes=masked_bytes - plain_bytes,
+        unmask_up_bytes=peers * (cfg.share_bytes + cfg.id_bytes),
+        survivor_list_bytes=n * cfg.id_bytes,
+        prg_bytes=n * masked_bytes,
+        key_agreements=2 * peers,
+    )
+
+
+def server_prg_bytes(survivors: int, dropped: int, plain_bytes: float, n: int, cfg: Any) -> float:
+    """Mask material the server regenerates: self masks of survivors, pairwise masks between
+    each dropped participant and each survivor."""
+    masked = plain_bytes * BITS_PER_BYTE / cfg.input_bits * ring_bits(cfg.input_bits, n) / 8
+    return float((survivors + dropped * survivors) * masked)
+
+
+def expansion_factor(n: int, elements: int, cfg: Any) -> float:
+    """Client upload with SecAgg / plain upload (the paper's 'communication expansion')."""
+    plain = elements * cfg.input_bits / BITS_PER_BYTE
+    o = client_overhead(n, plain, cfg)
+    return (plain + o.up_bytes) / plain
+
+
+@dataclass
+class SecAggRound:
+    """One round's SecAgg bookkeeping, between ``charge`` and ``settle``."""
+
+    n: int
+    plain_bytes: np.ndarray
+    extra_up: np.ndarray
+    extra_down: np.ndarray
+    extra_s: np.ndarray
+    failed: bool = False
+    server_s: float = 0.0
+    survivors: int = 0
+
+
+class SecureAggregator:
+    """Engine hook: charge clients the SecAgg terms, then decide whether the round can unmask."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    def charge(self, plan: Plan, timing: Timing, downlink: np.ndarray, uplink: np.ndarray,
+               latency: np.ndarray, absent: np.ndarray | None = None
+               ) -> tuple[Plan, Timing, SecAggRound]:
+        """Add the protocol's bytes and seconds to each invited client (before resolution).
+
+        ``absent``: clients that decline at once (e.g. low battery) and never join round 0, like
+        the planner's infeasible (out-of-memory) ones."""
+        cfg = self.cfg
+        started = ~np.asarray(plan.infeasible, bool)
+        if absent is not None:
+            started &= ~np.asarray(absent, bool)
+        n = int(started.sum())
+        plain = np.broadcast_to(np.asarray(plan.cost.upload_bytes, np.float64),
+                                started.shape).astype(np.float64)
+        o = client_overhead(n, plain, cfg)  # arrays: one entry per invited client
+        on = started.astype(np.float64)
+        setup_up, setup_down = o.setup_up_bytes * on, o.setup_down_bytes * on
+        masked, unmask_up = o.masked_extra_bytes * on, o.unmask_up_bytes * on
+        surv, prg = o.survivor_list_bytes * on, o.prg_bytes * on
+        agreements = 2.0 * max(n - 1, 0) * started
+        lat = np.asarray(latency, np.float64)
+        # Rounds 0-1 precede training (charged to the download phase), mask expansion to compute,
+        # the larger masked input and the unmasking reply to the upload phase.
+        setup_s = np.where(started, 2 * lat + setup_up * BITS_PER_BYTE / uplink
+                           + (setup_down + surv) * BITS_PER_BYTE / downlink, 0.0)
+        prg_s = prg / cfg.prg_bytes_per_s + agreements * cfg.key_agreement_s
+        up_s = np.where(started, lat + (masked + unmask_up) * BITS_PER_BYTE / uplink, 0.0)
+        new_timing = Timing(timing.download_s + setup_s, timing.compute_s + prg_s,
+                            timing.upload_s + up_s)
+        extra_up = setup_up + masked + unmask_up
+        extra_down = setup_down + surv
+        cost = replace(plan.cost,
+                       download_bytes=np.asarray(plan.cost.download_bytes, np.float64) + extra_down,
+                       upload_bytes=plain + extra_up)
+        sa = SecAggRound(n, plain, extra_up, extra_down, setup_s + prg_s + up_s)
+        return replace(plan, cost=cost), new_timing, sa
+
+    def settle(self, sa: SecAggRound, out: R.RoundOutcome) -> R.RoundOutcome:
+        """Threshold check after resolution; a successful round waits for the server's unmasking."""
+        done = out.outcome == R.COMPLETED
+        sa.survivors = int(done.sum())
+        sa.failed = sa.n == 0 or secagg_failed(sa.survivors, sa.n, self.cfg.threshold_fraction)
+        if sa.failed or sa.survivors == 0:
+            return out
+        dropped = sa.n - sa.survivors
+        plain = float(sa.plain_bytes[done].max())
+        sa.server_s = server_prg_bytes(sa.survivors, dropped, plain, sa.n, self.cfg) \
+            / self.cfg.server_prg_bytes_per_s
+        return replace(out, duration_s=out.duration_s + sa.server_s)
+
+    def record(self, sa: SecAggRound, row: dict[str, Any], cols: dict[str, np.ndarray]) -> None:
+        row["secagg_failed"] = bool(sa.failed)
+        row["secagg_participants"] = sa.n
+        row["secagg_threshold"] = threshold(sa.n, self.cfg.threshold_fraction) if sa.n else 0
+        row["secagg_bytes_up"] = float(sa.extra_up.sum())
+        row["secagg_bytes_down"] = float(sa.extra_down.sum())
+        row["secagg_client_s"] = float(sa.extra_s.max(initial=0.0))
+        row["secagg_server_s"] = float(sa.server_s)
+        cols["secagg_bytes_up"] = sa.extra_up
+        cols["secagg_bytes_down"] = sa.extra_down
+        cols["secagg_s"] = sa.extra_s
+
+
+def make_secure_aggregator(scenario: Any) -> SecureAggregator | None:
+    cfg = getattr(scenario, "secure_aggregation", None)
+    return SecureAggregator(cfg) if cfg is not None and cfg.enabled else None

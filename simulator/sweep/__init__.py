@@ -1,0 +1,1 @@
+"""Sweeps: scenario variants x seeds run as Ray Tune trials and compared."""
