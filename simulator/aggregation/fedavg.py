@@ -8,6 +8,7 @@ and LoRA-rank workloads); a scalar weight is plain FedAvg.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -84,3 +85,23 @@ def apply_fedavg(global_flat: np.ndarray, total: Partial, server_lr: float = 1.0
     nz = w > 0
     step[nz] = (total.sum_q[nz].astype(np.float64) / SCALE) / w[nz]
     return (global_flat.astype(np.float64) + server_lr * step).astype(global_flat.dtype)
+
+
+class FedAvg:
+    """FedAvg (McMahan et al. 2017): new = global + server_lr * mean update."""
+
+    def __init__(self, scenario: Any = None, params: Any = None) -> None:
+        self.params = params
+
+    def apply(self, global_flat: np.ndarray, sums: Any, ctx: Any) -> np.ndarray:
+        return (global_flat.astype(np.float64)
+                + float(ctx.server_lr) * sums.mean_update()).astype(global_flat.dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def client_training(self) -> None:
+        return None

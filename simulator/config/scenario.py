@@ -120,10 +120,26 @@ class FedBuffSettings(_Strict):
     max_staleness: int = Field(20, ge=0, le=100_000, description="staler updates are discarded")
 
 
+NAME_RE = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
+
+
 class Aggregation(_Strict):
+    """When the server aggregates (``trigger``) and what it does with the sums (``strategy``).
+
+    ``method: fedbuff`` is shorthand for ``trigger: buffered`` with ``strategy: fedbuff``; a
+    ``hierarchy:`` block implies ``trigger: hierarchical``."""
+
     method: Literal["fedavg", "fedbuff"] = "fedavg"
     server_lr: float = Field(1.0, gt=0, le=100)
     fedbuff: FedBuffSettings | None = None
+    strategy: str | None = Field(None, pattern=NAME_RE, description=(
+        "server strategy: fedavg, fedbuff, or one a plugin registers (default: fedbuff with "
+        "method fedbuff, else fedavg)"))
+    trigger: str | None = Field(None, pattern=NAME_RE, description=(
+        "sync, buffered, hierarchical, or one a plugin registers (default: from method and "
+        "hierarchy)"))
+    params: dict[str, Any] = Field(default_factory=dict, description=(
+        "parameters of the strategy, validated by the strategy's own schema"))
 
 
 class Executor(_Strict):
@@ -186,22 +202,44 @@ class Scenario(_Strict):
                 f"({self.population.size})"
             )
         fb = self.aggregation.fedbuff
-        if fb is not None and self.aggregation.method != "fedbuff":
-            raise ValueError("aggregation.fedbuff: only used with aggregation.method fedbuff")
-        if self.aggregation.method == "fedbuff":
-            if fb is not None and fb.concurrency > self.population.size:
-                raise ValueError(f"aggregation.fedbuff.concurrency ({fb.concurrency}) exceeds "
-                                 f"population.size ({self.population.size})")
-            if self.output.checkpoint_every:
-                raise ValueError("output.checkpoint_every: checkpoints are not supported with "
-                                 "aggregation.method fedbuff (set it to 0)")
-            for name, used in (("privacy.mode", self.privacy.mode != "none"),
-                               ("secure_aggregation.enabled", self.secure_aggregation.enabled),
-                               ("hierarchy", self.hierarchy is not None)):
-                if used:
-                    raise ValueError(f"{name}: not supported with aggregation.method fedbuff "
-                                     "(synchronous rounds only)")
+        if fb is not None and self.trigger != "buffered":
+            raise ValueError("aggregation.fedbuff: only used with the buffered trigger "
+                             "(aggregation.method fedbuff or aggregation.trigger buffered)")
+        if self.trigger == "buffered" and fb is not None and fb.concurrency > self.population.size:
+            raise ValueError(f"aggregation.fedbuff.concurrency ({fb.concurrency}) exceeds "
+                             f"population.size ({self.population.size})")
+        if self.trigger == "hierarchical" and self.hierarchy is None:
+            raise ValueError("aggregation.trigger: 'hierarchical' needs a hierarchy: block")
+        if self.hierarchy is not None and self.trigger != "hierarchical":
+            raise ValueError(f"hierarchy: used only by the hierarchical trigger (aggregation."
+                             f"trigger is '{self.trigger}')")
         return self
+
+    @property
+    def trigger(self) -> str:
+        """The aggregation trigger: explicit, else hierarchical with a ``hierarchy:`` block,
+        buffered with ``method: fedbuff``, else sync."""
+        agg = self.aggregation
+        if agg.trigger:
+            return agg.trigger
+        if self.hierarchy is not None:
+            return "hierarchical"
+        return "buffered" if agg.method == "fedbuff" else "sync"
+
+    @property
+    def strategy(self) -> str:
+        agg = self.aggregation
+        if agg.strategy:
+            return agg.strategy
+        return "fedbuff" if agg.method == "fedbuff" else "fedavg"
+
+    def features(self) -> dict[str, bool]:
+        """Which optional features (simulator/core/registry.py FEATURES) this scenario uses."""
+        return {
+            "checkpoint": self.output.checkpoint_every > 0,
+            "privacy": self.privacy.mode != "none",
+            "secure_aggregation": self.secure_aggregation.enabled,
+        }
 
     @property
     def selected_per_round(self) -> int:
@@ -285,7 +323,37 @@ def _check_references(sc: Scenario) -> list[str]:
 
         lines += check_model(sc.model)
     lines += selection_problems(sc)
+    lines += part_problems(sc)
     lines += privacy_problems(sc, known) + hierarchy_problems(sc, known)
+    return lines
+
+
+def part_problems(sc: Scenario) -> list[str]:
+    """Plugins import; every named part exists, is of its kind and takes the parameters given;
+    the trigger declares every feature the scenario uses (the reason is generated from
+    simulator/core/registry.py's declarations, not written per combination)."""
+    from simulator.core.registry import FEATURES, STRATEGIES, TRIGGERS, load_plugins
+
+    try:
+        load_plugins(sc.plugins)
+    except InputError as exc:
+        return [str(exc)]
+    lines: list[str] = []
+    for reg, name in ((TRIGGERS, sc.trigger), (STRATEGIES, sc.strategy)):
+        try:
+            reg.load(name)
+        except InputError as exc:
+            lines.append(str(exc))
+    try:
+        STRATEGIES.parse_params(sc.strategy, sc.aggregation.params, "aggregation.params")
+    except InputError as exc:
+        lines.append(str(exc))
+    if sc.trigger in TRIGGERS:
+        declared = TRIGGERS.entry(sc.trigger).declares
+        for feature, used in sc.features().items():
+            if used and feature not in declared:
+                lines.append(f"{FEATURES[feature]}: not supported by aggregation trigger "
+                             f"'{sc.trigger}' (it supports: {', '.join(sorted(declared))})")
     return lines
 
 

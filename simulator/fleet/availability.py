@@ -93,8 +93,12 @@ class AvailabilityIndex:
 
     # --- sampling -----------------------------------------------------------------------------
     def sample(self, t_s: float, n: int, count: int, rng: np.random.Generator,
-               max_draws_per_pick: int = 64) -> np.ndarray | None:
+               max_draws_per_pick: int = 64, exclude: np.ndarray | None = None
+               ) -> np.ndarray | None:
         """n distinct online ids, uniformly at random, in draw order (None: list them instead).
+
+        ``exclude``: a population-sized mask of clients that may not be drawn (busy in a buffered
+        run); ``count`` is then the number of online clients outside it.
 
         Gives up (None) when n >= count or when online clients are so rare that rejection would
         take more than ``max_draws_per_pick * n`` draws; the caller then lists the candidates.
@@ -113,6 +117,8 @@ class AvailabilityIndex:
             budget -= m
             draw = rng.integers(0, size, size=m, dtype=np.int64)
             draw = draw[self.pop.available(t_s, draw)]
+            if exclude is not None:
+                draw = draw[~exclude[draw]]
             _, first = np.unique(draw, return_index=True)
             draw = draw[np.sort(first)]  # distinct, in draw order
             draw = draw[~np.isin(draw, seen, assume_unique=True)][:need]

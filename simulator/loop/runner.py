@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from simulator import FedFleetError, __version__
-from simulator.loop.buffered import make_simulation
 from simulator.loop.simulation import RoundReport, Simulation
 from simulator.io.recording import Recorder, atomic_write_bytes
 from simulator.config.scenario import Scenario, ScenarioError, parse_scenario
@@ -60,7 +59,7 @@ def run_scenario(
     wall0 = time.perf_counter()
     sim = None
     try:
-        sim: Simulation = make_simulation(sc)  # sync, or FedBuff (simulator/loop/buffered.py)
+        sim = Simulation(sc)  # the trigger (sync, buffered, hierarchical) comes from the scenario
         if resume:
             sim.restore(rec)
         else:

@@ -22,13 +22,18 @@ class RandomSelector:
         return np.sort(rng.choice(candidates, size=n, replace=False))
 
     def select_sparse(
-        self, ctx: RoundContext, index: Any, n: int, n_online: int, rng: np.random.Generator
+        self, ctx: RoundContext, index: Any, n: int, n_online: int, rng: np.random.Generator,
+        exclude: np.ndarray | None = None,
     ) -> np.ndarray:
         """Large populations: rejection-sample online ids (an ``AvailabilityIndex``) in O(n)
-        instead of listing all online clients; lists them only when online clients are rare."""
-        ids = index.sample(ctx.time_s, n, n_online, rng)
+        instead of listing all online clients; lists them only when online clients are rare.
+        ``exclude``: mask of clients that may not be picked (``n_online`` counts the others)."""
+        ids = index.sample(ctx.time_s, n, n_online, rng, exclude=exclude)
         if ids is None:
-            return self.select(ctx, np.flatnonzero(ctx.population.available(ctx.time_s)), n, rng)
+            online = ctx.population.available(ctx.time_s)
+            if exclude is not None:
+                online &= ~exclude
+            return self.select(ctx, np.flatnonzero(online), n, rng)
         return np.sort(ids)
 
     def observe(self, feedback: RoundFeedback) -> None:

@@ -1,0 +1,170 @@
+"""Server strategies: what the server does with the sums that reach it.
+
+A round (or a buffered aggregation, or a cloud round) hands the strategy a :class:`ServerSums`:
+the fixed-point partial sums of weighted client updates (``Partial``), one per start version with
+its staleness, after the server chain (simulator/aggregation/chain.py) has acted on them (central
+DP adds noise and fixes the denominator). The strategy returns the new global model:
+
+    new_global = strategy.apply(global_flat, sums, ctx)
+
+``sums.mean_update()`` is the FedAvg step (per-coordinate weighted mean of the deltas, optionally
+with a weight per contribution, e.g. FedBuff's staleness weights); strategies build on it (server
+momentum keeps a velocity, adaptive optimisers keep moments). Strategy state is numpy arrays and
+JSON values (``state_dict`` / ``load_state_dict``), saved in checkpoints.
+
+Algorithms that change local training (a proximal term, control variates) also give a
+:class:`ClientTraining` from ``client_training()``; workloads call it in every local step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from simulator.aggregation.fedavg import SCALE, Partial
+from simulator.core.registry import STRATEGIES
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """Updates trained from one model version: their exact sum and how stale they are."""
+
+    partial: Partial
+    version: int = 0  # the global version the clients started from
+    staleness: int = 0  # versions published between their start and this aggregation
+
+
+@dataclass
+class ServerSums:
+    """What reaches the server for one aggregation (after the server chain's steps)."""
+
+    contributions: Sequence[Contribution] = ()
+    noise: np.ndarray | None = None  # added to the numerator (central DP)
+    denominator: float | None = None  # fixed denominator for every coordinate (DP-FedAvg)
+    mean: np.ndarray | None = None  # an already averaged update (edge models at the cloud)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_params(self) -> int:
+        if self.mean is not None:
+            return int(self.mean.size)
+        return int(self.contributions[0].partial.sum_q.size) if self.contributions else 0
+
+    @property
+    def weight(self) -> np.ndarray:
+        """Per-coordinate sum of client weights (0 where no client trained)."""
+        w = np.zeros(self.n_params, np.float64)
+        for c in self.contributions:
+            w += c.partial.weight
+        return w
+
+    def mean_update(self, weight_of: Callable[[Contribution], float] | None = None) -> np.ndarray:
+        """sum_g s_g S_g (+ noise) / (sum_g W_g, or the fixed denominator), float64 [P].
+
+        Without ``weight_of`` the fixed-point sums are merged exactly (integer addition) before
+        the one division; with it each contribution's sum is scaled by its float weight s_g and
+        accumulated in the order given (callers sort by start version: deterministic).
+        Coordinates nobody trained (weight 0) get 0 unless a fixed denominator applies."""
+        if self.mean is not None:
+            return self.mean
+        parts = list(self.contributions)
+        n = self.n_params
+        if weight_of is None:
+            q = np.zeros(n, np.int64)
+            den = np.zeros(n, np.float64)
+            for c in parts:
+                q = q + c.partial.sum_q
+                den = den + c.partial.weight
+            num = q.astype(np.float64) / SCALE
+        else:
+            num = np.zeros(n, np.float64)
+            den = np.zeros(n, np.float64)
+            for c in parts:
+                num += float(weight_of(c)) * (c.partial.sum_q.astype(np.float64) / SCALE)
+                den += c.partial.weight
+        if self.noise is not None:
+            num = num + self.noise
+        if self.denominator is not None:
+            return num / float(self.denominator)
+        step = np.zeros_like(num)
+        nz = den > 0
+        step[nz] = num[nz] / den[nz]
+        return step
+
+
+@dataclass(frozen=True)
+class AggregationContext:
+    """Read-only facts about one aggregation, for strategies and chain steps."""
+
+    round: int  # aggregation index (rounds.parquet row)
+    seed: int
+    server_lr: float
+    trigger: str  # sync | buffered | hierarchical | a plugin's
+    tier: str = "server"  # "edge" or "cloud" in hierarchical runs
+    edge: int | None = None
+    noise_keys: tuple[int, ...] = ()  # stream keys for this aggregation's server noise
+
+
+def step_model(global_flat: np.ndarray, step: np.ndarray, lr: float) -> np.ndarray:
+    """global + lr * step, in float64, cast back to the model's dtype."""
+    return (global_flat.astype(np.float64) + float(lr) * step).astype(global_flat.dtype)
+
+
+@runtime_checkable
+class ServerStrategy(Protocol):
+    """Built as ``cls(scenario, params)``; ``params`` is its validated params model (or None)."""
+
+    def apply(self, global_flat: np.ndarray, sums: ServerSums,
+              ctx: AggregationContext) -> np.ndarray: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ClientTraining(Protocol):
+    """Client side of an algorithm that changes local training (FedProx's proximal term,
+    SCAFFOLD's control variates). Workloads call ``penalty`` on the local loss each step."""
+
+    def penalty(self, params: Any, global_params: Any) -> Any: ...
+
+
+class StatelessStrategy:
+    """Base for strategies without state."""
+
+    def __init__(self, scenario: Any = None, params: Any = None) -> None:
+        self.scenario = scenario
+        self.params = params
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def client_training(self) -> ClientTraining | None:
+        return None
+
+
+def register_strategy(name: str | None = None, *, params: Any = None,
+                      replace: bool = False) -> Callable[[Any], Any]:
+    """Decorator for a plugin strategy class: ``@register_strategy("fedavgm", params=P)``."""
+    return STRATEGIES.register(name, params=params, replace=replace)
+
+
+def build_strategy(scenario: Any) -> Any:
+    """The scenario's server strategy, with its parameters validated."""
+    name = strategy_name(scenario)
+    cls = STRATEGIES.load(name)
+    params = STRATEGIES.parse_params(name, scenario.aggregation.params, "aggregation.params")
+    return cls(scenario, params)
+
+
+def strategy_name(scenario: Any) -> str:
+    agg = scenario.aggregation
+    if agg.strategy:
+        return str(agg.strategy)
+    return "fedbuff" if agg.method == "fedbuff" else "fedavg"
