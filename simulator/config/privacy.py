@@ -54,13 +54,9 @@ class SecureAggregation(_Block):
 
 def privacy_problems(sc: Any, known_profiles: Any) -> list[str]:
     """Cross-field checks for the blocks this feature set adds (privacy, secure aggregation,
-    population.require_link; hierarchy's own checks live in simulator/loop/edges.py)."""
+    population.require_link; hierarchy's own checks live in simulator/config/hierarchy.py).
+    Which trigger supports them is declared by the trigger (config/scenario.py part_problems)."""
     lines: list[str] = []
-    if getattr(sc, "hierarchy", None) is not None:
-        if sc.privacy.mode != "none":
-            lines.append("privacy.mode: not supported together with hierarchy yet (use 'none')")
-        if sc.secure_aggregation.enabled:
-            lines.append("secure_aggregation.enabled: not supported together with hierarchy yet")
     need = set(sc.population.require_link)
     if need:
         links = {lk.link for m in sc.population.mix if m.profile in known_profiles
