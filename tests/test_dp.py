@@ -236,8 +236,17 @@ def test_central_noise_std_is_z_c_over_k():
 
     sc = parse_scenario(small_doc(**{"privacy.mode": "central", "privacy.clip_norm": 0.2,
                                      "privacy.noise_multiplier": 4.0}))
-    sp = ServerPrivacy(sc, 200)
-    step = sp.aggregate(np.zeros(200_000, np.float32), Partial.empty(200_000), 0, server_lr=3.0)
-    assert np.std(step) == pytest.approx(3.0 * 4.0 * 0.2 / 20, rel=0.01)  # lr * z * C / k
-    again = sp.aggregate(np.zeros(200_000, np.float32), Partial.empty(200_000), 0, server_lr=3.0)
-    assert np.array_equal(step, again)  # from (seed, PRIVACY, round)
+    from simulator.aggregation.chain import ServerChain
+    from simulator.aggregation.fedavg import FedAvg
+    from simulator.aggregation.strategy import AggregationContext, Contribution, ServerSums
+
+    chain = ServerChain(FedAvg(sc), [ServerPrivacy(sc, 200)])
+    ctx = AggregationContext(0, sc.seed, 3.0, "sync", noise_keys=(0,), expected_clients=20)
+
+    def step() -> np.ndarray:
+        sums = ServerSums([Contribution(Partial.empty(200_000))])
+        return chain.aggregate(np.zeros(200_000, np.float32), sums, ctx)
+
+    first = step()
+    assert np.std(first) == pytest.approx(3.0 * 4.0 * 0.2 / 20, rel=0.01)  # lr * z * C / k
+    assert np.array_equal(first, step())  # from (seed, PRIVACY, round)

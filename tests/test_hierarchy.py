@@ -142,9 +142,14 @@ def test_bad_hierarchy_blocks():
         parse_scenario(small_doc(hierarchy={"edges": 2, "edge_profile": "mainframe"}))
     with pytest.raises(ScenarioError, match="hierarchy.edges"):
         parse_scenario(small_doc(hierarchy={"edges": 500, "edge_profile": "rpi5"}))
-    with pytest.raises(ScenarioError, match="privacy.mode"):
+    with pytest.raises(ScenarioError, match="aggregation.trigger: 'hierarchical' needs"):
+        parse_scenario(small_doc(**{"aggregation.trigger": "hierarchical"}))
+    with pytest.raises(ScenarioError, match="hierarchy: used only by the hierarchical trigger"):
         parse_scenario(small_doc(hierarchy={"edges": 2, "edge_profile": "rpi5"},
-                                 privacy={"mode": "central"}))
+                                 **{"aggregation.trigger": "sync"}))
+    # central DP and secure aggregation are declared by the hierarchical trigger: accepted
+    parse_scenario(small_doc(hierarchy={"edges": 2, "edge_profile": "rpi5"},
+                             privacy={"mode": "central"}, secure_aggregation={"enabled": True}))
 
 
 class _Stop(Exception):

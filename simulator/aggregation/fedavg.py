@@ -75,16 +75,28 @@ class Partial:
                        self.loss_mean[o], self.loss_sq_mean[o], self.wall_s)
 
 
+def mean_step(num: np.ndarray, den: np.ndarray | float) -> np.ndarray:
+    """The FedAvg step from a float64 numerator: ``num / den`` per coordinate (0 where nobody
+    trained, i.e. den = 0), or ``num / den`` everywhere for a fixed scalar denominator (DP)."""
+    if np.ndim(den) == 0:
+        return num / float(den)  # type: ignore[arg-type]
+    step = np.zeros_like(num)
+    nz = den > 0  # type: ignore[operator]
+    step[nz] = num[nz] / den[nz]  # type: ignore[index]
+    return step
+
+
+def step_model(global_flat: np.ndarray, step: np.ndarray, lr: float) -> np.ndarray:
+    """global + lr * step, in float64, cast back to the model's dtype."""
+    return (global_flat.astype(np.float64) + float(lr) * step).astype(global_flat.dtype)
+
+
 def apply_fedavg(global_flat: np.ndarray, total: Partial, server_lr: float = 1.0) -> np.ndarray:
     """New global = global + server_lr * (sum w*delta) / (sum w), per coordinate.
 
-    Coordinates no client trained (weight 0) keep their global value.
-    """
-    w = total.weight
-    step = np.zeros_like(w)
-    nz = w > 0
-    step[nz] = (total.sum_q[nz].astype(np.float64) / SCALE) / w[nz]
-    return (global_flat.astype(np.float64) + server_lr * step).astype(global_flat.dtype)
+    Coordinates no client trained (weight 0) keep their global value."""
+    return step_model(global_flat, mean_step(total.sum_q.astype(np.float64) / SCALE,
+                                             total.weight), server_lr)
 
 
 class FedAvg:
@@ -94,8 +106,7 @@ class FedAvg:
         self.params = params
 
     def apply(self, global_flat: np.ndarray, sums: Any, ctx: Any) -> np.ndarray:
-        return (global_flat.astype(np.float64)
-                + float(ctx.server_lr) * sums.mean_update()).astype(global_flat.dtype)
+        return step_model(global_flat, sums.mean_update(), ctx.server_lr)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from simulator.aggregation.fedavg import step_model
+
 
 def staleness_weight(tau: int | np.ndarray, kind: str = "sqrt", exponent: float = 0.5) -> Any:
     """s(tau): 1/sqrt(1+tau) (FedScale's FedBuff) or (1+tau)^-exponent."""
@@ -32,8 +34,7 @@ class FedBuffStaleness:
     def apply(self, global_flat: np.ndarray, sums: Any, ctx: Any) -> np.ndarray:
         step = sums.mean_update(
             lambda c: float(staleness_weight(c.staleness, self.kind, self.exponent)))
-        return (global_flat.astype(np.float64)
-                + float(ctx.server_lr) * step).astype(global_flat.dtype)
+        return step_model(global_flat, step, ctx.server_lr)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

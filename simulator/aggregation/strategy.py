@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from simulator.aggregation.fedavg import SCALE, Partial
+from simulator.aggregation.fedavg import SCALE, Partial, mean_step, step_model  # noqa: F401
 from simulator.core.registry import STRATEGIES
 
 
@@ -87,12 +87,7 @@ class ServerSums:
                 den += c.partial.weight
         if self.noise is not None:
             num = num + self.noise
-        if self.denominator is not None:
-            return num / float(self.denominator)
-        step = np.zeros_like(num)
-        nz = den > 0
-        step[nz] = num[nz] / den[nz]
-        return step
+        return mean_step(num, den if self.denominator is None else float(self.denominator))
 
 
 @dataclass(frozen=True)
@@ -106,11 +101,7 @@ class AggregationContext:
     tier: str = "server"  # "edge" or "cloud" in hierarchical runs
     edge: int | None = None
     noise_keys: tuple[int, ...] = ()  # stream keys for this aggregation's server noise
-
-
-def step_model(global_flat: np.ndarray, step: np.ndarray, lr: float) -> np.ndarray:
-    """global + lr * step, in float64, cast back to the model's dtype."""
-    return (global_flat.astype(np.float64) + float(lr) * step).astype(global_flat.dtype)
+    expected_clients: int = 1  # updates the aggregation is designed for (k, K, an edge's k)
 
 
 @runtime_checkable

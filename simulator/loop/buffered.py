@@ -14,8 +14,12 @@ the round during which it ended; tasks still running after the last aggregation 
 (``overcommitted``). Semantics, tie-breaks and determinism: docs/clock.md.
 
 :class:`FedBuffCore` is the pure event logic (no population, no training; unit-tested on 3-5
-hand-made clients); :class:`FedBuffSimulation` plugs in the population, selector, cost model,
-battery and executor, and trains each buffered update from the version its client started with.
+hand-made clients); :class:`BufferedTrigger` (``aggregation.trigger: buffered``) plugs in the
+simulation's population, selector, cost model, battery and executor through the round pipeline
+(simulator/loop/pipeline.py), trains each buffered update from the version its client started
+with, and hands the sums to the server chain and strategy (``fedbuff``: the staleness weights
+above). Its whole state (event heap, tasks in flight, model versions they need) is checkpointed,
+so buffered runs resume to identical tables.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,45 +37,36 @@ from simulator import FedFleetError
 from simulator.core import rng as R
 from simulator.core import outcomes as RD
 from simulator.aggregation import Partial
-from simulator.aggregation.fedavg import SCALE
+from simulator.aggregation.fedbuff import staleness_weight  # noqa: F401  (re-exported)
+from simulator.aggregation.strategy import (
+    AggregationContext,
+    Contribution,
+    ServerSums,
+    step_model,
+)
 from simulator.core.clock import P_DEADLINE, P_FINISH, P_QUIT, P_WAKE, EventLoop
 from simulator.core.cost import TaskCost, Timing, estimate_clients
-from simulator.loop.simulation import IDLE_STEP_S, RoundReport, Simulation
-from simulator.core.jobs import JobBatch
 from simulator.planning import Plan
-from simulator.io.recording import Recorder
+from simulator.config.scenario import FedBuffSettings
+from simulator.loop import pipeline as P
 from simulator.loop.records import client_columns, round_row
-from simulator.config.scenario import FedBuffSettings, Scenario
-from simulator.selection import RoundContext, RoundFeedback
+
+if TYPE_CHECKING:
+    from simulator.loop.simulation import RoundReport, Simulation
 
 WAKE = 100  # event kind: retry filling idle slots
 MIN_RETRY_S = 1.0
 MAX_IDLE_REFILLS = 10_000  # consecutive refills that start nothing while nothing runs
 
 
-def staleness_weight(tau: int | np.ndarray, kind: str = "sqrt", exponent: float = 0.5) -> Any:
-    """s(tau): 1/sqrt(1+tau) (FedScale's FedBuff) or (1+tau)^-exponent."""
-    t = np.asarray(tau, np.float64)
-    return 1.0 / np.sqrt(1.0 + t) if kind == "sqrt" else (1.0 + t) ** (-float(exponent))
-
-
 def combine_stale(global_flat: np.ndarray, parts: Sequence[tuple[float, Partial]],
                   server_lr: float = 1.0) -> np.ndarray:
-    """Apply staleness-weighted partial sums: global + lr * sum_g s_g S_g / sum_g W_g.
-
-    Each partial's fixed-point sum S_g (exact, layout-independent) is scaled by its group's float
-    weight s_g and accumulated in float64 *in the order given* (callers sort by start version),
-    so the result is deterministic. With one group and s = 1 this equals ``apply_fedavg``.
-    """
-    num = np.zeros(global_flat.shape[0], np.float64)
-    den = np.zeros(global_flat.shape[0], np.float64)
-    for w, p in parts:
-        num += float(w) * (p.sum_q.astype(np.float64) / SCALE)
-        den += p.weight
-    step = np.zeros_like(num)
-    nz = den > 0
-    step[nz] = num[nz] / den[nz]
-    return (global_flat.astype(np.float64) + server_lr * step).astype(global_flat.dtype)
+    """global + lr * sum_g s_g S_g / sum_g W_g for explicit (s_g, partial) pairs, accumulated in
+    the order given (``ServerSums.mean_update`` with a weight per contribution)."""
+    contribs = [Contribution(p, version=i) for i, (_, p) in enumerate(parts)]
+    ws = [float(w) for w, _ in parts]
+    step = ServerSums(contribs).mean_update(lambda c: ws[c.version])
+    return step_model(global_flat, step, server_lr)
 
 
 # --- the event logic --------------------------------------------------------------------------
@@ -244,154 +239,256 @@ class FedBuffCore:
                                 "tries (all candidates out of memory or low on battery?)")
 
 
-# --- the simulation ---------------------------------------------------------------------------
-class FedBuffSimulation(Simulation):
-    """``aggregation.method: fedbuff``: one ``step`` = run the clock to the next aggregation."""
+# --- the trigger ------------------------------------------------------------------------------
+ROW_COST = ("download_bytes", "upload_bytes", "train_flops", "memory_bytes")
+TASK_FLOAT = ("start_s", "download_s", "compute_s", "upload_s", "end_rel_s", "stop_s", "loss",
+              "loss_sq")
+TASK_INT = ("id", "client", "version", "outcome", "staleness", "seq")
 
-    def __init__(self, sc: Scenario) -> None:
-        super().__init__(sc)
+
+def plan_rows(plan: Plan, n: int) -> list[dict[str, Any]]:
+    """Per-task plan values (a task keeps the plan row it was started with)."""
+    cols: dict[str, np.ndarray] = {k: np.broadcast_to(np.asarray(getattr(plan.cost, k)), (n,))
+                                   for k in ROW_COST}
+    cols["infeasible"] = np.broadcast_to(np.asarray(plan.infeasible), (n,))
+    cols["kind"] = np.broadcast_to(np.asarray(plan.kind), (n,))
+    extra = {f"col:{k}": np.asarray(v) for k, v in plan.columns.items()}
+    return [{**{k: v[j] for k, v in cols.items()}, **{k: v[j] for k, v in extra.items()}}
+            for j in range(n)]
+
+
+def stack_rows(tasks: list[Task]) -> Plan:
+    """One Plan whose rows are the tasks' rows of the plans they were started with."""
+    def col(key: str, dtype: Any = np.float64) -> np.ndarray:
+        return np.array([x.ref[0][key] for x in tasks], dtype=dtype)
+
+    cost = TaskCost(*(col(k) for k in ROW_COST))
+    keys = [k for k in (tasks[0].ref[0] if tasks else {}) if k.startswith("col:")]
+    return Plan(cost, col("infeasible", bool), col("kind", object),
+                {k[4:]: col(k, None) for k in keys})
+
+
+class BufferedTrigger:
+    """``aggregation.trigger: buffered``: one ``step`` = run the clock to the next aggregation."""
+
+    name = "buffered"
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        sc, pop = sim.sc, sim.pop
         self.cfg = sc.aggregation.fedbuff or FedBuffSettings()
-        pop = self.pop
-        self.core = FedBuffCore(pop.size, min(self.cfg.concurrency, pop.size), self.cfg.buffer_size,
-                                self.cfg.max_staleness, sc.rounds, self._launch, sc.deadline_s,
-                                self._on_end)
-        self.versions: dict[int, np.ndarray] = {0: self.global_flat}
+        self.core = self._new_core()
+        self.versions: dict[int, np.ndarray] = {0: sim.global_flat}
         self._wave = 0
         self._train_w = pop.profile_column(lambda p: p.energy.train_watts)
         self._radio_w = pop.profile_column(lambda p: p.energy.transmit_watts)
 
+    def _new_core(self) -> FedBuffCore:
+        sim = self.sim
+        return FedBuffCore(sim.pop.size, min(self.cfg.concurrency, sim.pop.size),
+                           self.cfg.buffer_size, self.cfg.max_staleness, sim.sc.rounds,
+                           self._launch, sim.sc.deadline_s, self._on_end)
+
     # --- starting tasks -------------------------------------------------------------------------
     def _next_online_s(self, t: float, avail: np.ndarray, busy: np.ndarray) -> float:
         off = np.flatnonzero(~avail & ~busy)
-        return float(self.pop.seconds_until_online(t, off).min()) if off.size else IDLE_STEP_S
+        return float(self.sim.pop.seconds_until_online(t, off).min()) if off.size \
+            else P.IDLE_STEP_S
+
+    def _candidates(self, t: float, n_free: int, busy: np.ndarray
+                    ) -> tuple[np.ndarray | None, int, np.ndarray | None]:
+        """(candidates, how many, availability mask). Large populations: the count from the
+        availability index minus the busy clients online, no list (sparse selection)."""
+        sim = self.sim
+        if P.sparse_ok(sim):
+            busy_ids = np.flatnonzero(busy) if len(self.core.in_flight) else np.zeros(0, np.int64)
+            n_free_online = sim.avail_index.count(t) - int(
+                np.count_nonzero(sim.pop.available(t, busy_ids)))
+            if n_free_online > n_free:  # enough: sample without listing
+                return None, n_free_online, None
+        avail = sim.pop.available(t)
+        cand = np.flatnonzero(avail & ~busy)
+        return cand, int(cand.size), avail
 
     def _launch(self, t: float, n_free: int, busy: np.ndarray, version: int) -> Launch:
-        sc, pop = self.sc, self.pop
-        avail = pop.available(t)
-        cand = np.flatnonzero(avail & ~busy)
-        if cand.size == 0:
+        sim = self.sim
+        sc, pop = sim.sc, sim.pop
+        cand, n_cand, avail = self._candidates(t, n_free, busy)
+        if n_cand == 0:
             z = np.zeros(0)
+            assert avail is not None
             return Launch(np.zeros(0, np.int64), Timing(z, z, z), z, z, np.zeros(0, np.int8),
                           retry_in_s=self._next_online_s(t, avail, busy))
         wave = self._wave
         self._wave += 1
-        ctx = RoundContext(version, t, pop, self.cfg.buffer_size, sc.deadline_s,
-                           self._estimate_fn(version), self.accuracy)
-        n = min(n_free, cand.size)
-        ids = np.sort(self.selector.select(ctx, cand, n, R.stream(sc.seed, R.SELECTION, wave)))
-        plan = self.planner.plan(version, ids, pop)
-        timing = estimate_clients(pop, ids, plan.cost)
-        drop = RD.draw_dropout_after_s(pop.dropout_hazard_per_s[ids],
-                                       R.stream(sc.seed, R.DROPOUT, wave))
-        frac = self.battery.fraction(t, ids)
-        blocked = np.where(self.battery.is_low(frac), RD.LOW_BATTERY,
-                           np.where(plan.infeasible, RD.OUT_OF_MEMORY, -1)).astype(np.int8)
-        refs = [(plan, j, float(frac[j])) for j in range(len(ids))]
+        ctx = P.context(sim, version, t, self.cfg.buffer_size)
+        n = min(n_free, n_cand)
+        ids = P.choose(sim, ctx, n, R.stream(sc.seed, R.SELECTION, wave), candidates=cand,
+                       n_online=n_cand, exclude=busy if cand is None else None)
+        la = P.launch(sim, version, t, ids, R.stream(sc.seed, R.DROPOUT, wave))
+        blocked = np.where(la.low, RD.LOW_BATTERY,
+                           np.where(la.plan.infeasible, RD.OUT_OF_MEMORY, -1)).astype(np.int8)
+        refs = [(row, float(la.battery[j])) for j, row in enumerate(plan_rows(la.plan, len(ids)))]
         retry = None
         if len(ids) < n_free or (blocked >= 0).any():
             busy_now = busy.copy()
             busy_now[ids] = True
-            retry = self._next_online_s(t, avail, busy_now)
-        return Launch(ids, timing, drop, pop.seconds_until_offline(t, ids), blocked, refs,
-                      retry, int(cand.size))
+            retry = self._next_online_s(t, pop.available(t) if avail is None else avail, busy_now)
+        return Launch(ids, la.timing, la.drop_after_s, pop.seconds_until_offline(t, ids), blocked,
+                      refs, retry, n_cand)
 
     def _on_end(self, task: Task) -> None:
-        if not self.battery.any:
+        sim = self.sim
+        if not sim.battery.any:
             return
         rel, d, c, cid = task.end_rel_s, task.download_s, task.compute_s, task.client
         radio_s = min(max(rel, 0.0), d) + min(max(rel - d - c, 0.0), task.upload_s)
         joules = self._train_w[cid] * min(max(rel - d, 0.0), c) + self._radio_w[cid] * radio_s
-        self.battery.drain(np.array([cid]), np.array([joules]), task.stop_s)
+        sim.battery.drain(np.array([cid]), np.array([joules]), task.stop_s)
 
-    # --- training ------------------------------------------------------------------------------
+    # --- training -------------------------------------------------------------------------------
     def _train(self, rnd: int, used: list[Task]) -> np.ndarray:
-        """Train buffered updates from their start versions; combine with staleness weights."""
+        """Train buffered updates from their start versions; hand the sums to the chain."""
+        sim = self.sim
         groups: dict[tuple[int, int], list[Task]] = {}
         seen: Counter[tuple[int, int]] = Counter()
         for task in sorted(used, key=lambda x: (x.version, x.client, x.start_s, x.id)):
             occ = seen[(task.version, task.client)]  # a client twice from one version: 2 batches
             seen[(task.version, task.client)] += 1
             groups.setdefault((task.version, occ), []).append(task)
-        parts: list[tuple[float, Partial]] = []
+        contribs: list[Contribution] = []
         for key in sorted(groups):
             g = sorted(groups[key], key=lambda x: x.client)
             ids = np.array([x.client for x in g], np.int64)
-            seeds = np.array([R.int_seed(self.sc.seed, R.TRAINING, x.id, x.client) for x in g],
-                             np.uint64)
-            plan0 = g[0].ref[0]
-            assignment = {k: np.array([x.ref[0].columns[k][x.ref[1]] for x in g])
-                          for k in plan0.columns}
-            assignment["kind"] = np.array([x.ref[0].kind[x.ref[1]] for x in g], dtype=object)
-            part = self.executor.run(self.versions[key[0]],  # type: ignore[union-attr]
-                                     JobBatch(rnd, ids, seeds, assignment)).sorted()
+            batch = P.jobs(sim, rnd, ids, stack_rows(g), np.ones(len(g), bool),
+                           seed_keys=[(x.id, x.client) for x in g])
+            part = P.train(sim, self.versions[key[0]], batch)
             for x, lo, lsq in zip(g, part.loss_mean, part.loss_sq_mean):
                 x.loss, x.loss_sq = float(lo), float(lsq)
-            cfg = self.cfg
-            parts.append((float(staleness_weight(rnd - key[0], cfg.staleness,
-                                                 cfg.staleness_exponent)), part))
-        return combine_stale(self.global_flat, parts, self.sc.aggregation.server_lr)
+            contribs.append(Contribution(part, key[0], rnd - key[0]))
+        agg = AggregationContext(rnd, sim.sc.seed, sim.sc.aggregation.server_lr, self.name,
+                                 noise_keys=(rnd,), expected_clients=self.cfg.buffer_size)
+        return sim.chain.aggregate(sim.global_flat, ServerSums(contribs), agg)
 
-    # --- one aggregation -----------------------------------------------------------------------
-    def step(self, recorder: Recorder) -> RoundReport:
+    # --- one aggregation ------------------------------------------------------------------------
+    def step(self, recorder: Any) -> RoundReport:
+        from simulator.loop.simulation import RoundReport
+
+        sim = self.sim
         wall0 = time.perf_counter()
         closed = self.core.next_aggregation()
-        rnd, pop = closed.round, self.pop
+        rnd, pop = closed.round, sim.pop
         acc = loss = math.nan
-        if self.real:
-            self.global_flat = self._train(rnd, closed.used)
-            self.versions[rnd + 1] = self.global_flat
+        if sim.real:
+            sim.global_flat = self._train(rnd, closed.used)
+            self.versions[rnd + 1] = sim.global_flat
             keep = {v for v in self.core.needed_versions() if v >= rnd + 1 - self.cfg.max_staleness}
             self.versions = {v: w for v, w in self.versions.items() if v in keep}
-            acc, loss = self.executor.evaluate(self.global_flat)  # type: ignore[union-attr]
-            self.accuracy = acc
+            acc, loss = sim.evaluate()
+            sim.accuracy = acc
         tasks = closed.tasks
         ids = np.array([x.client for x in tasks], np.int64)
-        f = lambda name: np.array([getattr(x, name) for x in tasks], np.float64)
+
+        def f(name: str) -> np.ndarray:
+            return np.array([getattr(x, name) for x in tasks], np.float64)
+
         timing = Timing(f("download_s"), f("compute_s"), f("upload_s"))
         rel, d, c = f("end_rel_s"), timing.download_s, timing.compute_s  # declined: rel 0
         out = RD.RoundOutcome(np.array([x.outcome for x in tasks], np.int8), rel,
                               closed.time_s - closed.start_s, np.clip(rel, 0.0, d),
                               np.clip(rel - d, 0.0, c), np.clip(rel - d - c, 0.0, timing.upload_s))
         loss_col = f("loss")
-        cols = client_columns(rnd, closed.start_s, ids, pop, _stack_plans(tasks), timing, out,
+        cols = client_columns(rnd, closed.start_s, ids, pop, stack_rows(tasks), timing, out,
                               loss_col,
                               start_s=f("start_s"),
                               model_version=np.array([x.version for x in tasks], np.int64),
                               staleness=np.array([x.staleness for x in tasks], np.int64),
-                              battery_fraction=np.array([x.ref[2] for x in tasks], np.float64))
-        self.selector.observe(RoundFeedback(rnd, ids, out.outcome, timing.total_s,
-                                            pop.n_samples[ids], loss_col, f("loss_sq"),
-                                            acc if self.real else None))
+                              battery_fraction=np.array([x.ref[1] for x in tasks], np.float64))
+        P.observe(sim, rnd, ids, out.outcome, timing.total_s, loss_col, f("loss_sq"),
+                  acc if sim.real else None)
         row = round_row(rnd, closed.start_s, closed.candidates, out, cols, acc, loss,
                         time.perf_counter() - wall0)
+        used = {x.id for x in closed.used}
+        sim.chain.record(rnd, ids, np.array([x.id in used for x in tasks], bool), row, cols, [])
         recorder.append(row, cols)
-        self.clock_s = closed.time_s
-        self.next_round = rnd + 1
-        return RoundReport(rnd, self.clock_s, acc, row["completed"])
+        sim.clock_s = closed.time_s
+        sim.next_round = rnd + 1
+        return RoundReport(rnd, sim.clock_s, acc, row["completed"])
 
-    def checkpoint(self, recorder: Recorder) -> None:
-        raise FedFleetError("output.checkpoint_every: checkpoints are not supported with "
-                            "aggregation.method fedbuff (set it to 0)")
+    # --- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        core = self.core
+        st: dict[str, Any] = {
+            "buf__wave": self._wave, "buf__version": core.version,
+            "buf__round_start_s": core.round_start_s, "buf__candidates": core.candidates,
+            "buf__next_id": core._next_id, "buf__wake_at": core._wake_at, "buf__idle": core._idle,
+            "buf__started": core._started, "buf__now": core.loop.now,
+            "buf__seq": core.loop._seq, "buf__cancelled": sorted(core.loop._cancelled),
+        }
+        heap = core.loop._heap
+        st["buf__heap_f"] = np.array([e[0] for e in heap], np.float64)
+        st["buf__heap_i"] = np.array([(e[1], e[2], e[3], -1 if e[4] is None else e[4])
+                                      for e in heap], np.int64).reshape(-1, 4)
+        for group, tasks in (("flight", list(core.in_flight.values())), ("buffer", core.buffer),
+                             ("ended", core.ended)):
+            st[f"buf__{group}_f"] = np.array([[getattr(t, k) for k in TASK_FLOAT] for t in tasks],
+                                             np.float64).reshape(-1, len(TASK_FLOAT))
+            st[f"buf__{group}_i"] = np.array([[getattr(t, k) for k in TASK_INT] for t in tasks],
+                                             np.int64).reshape(-1, len(TASK_INT))
+            st[f"buf__{group}_battery"] = np.array([t.ref[1] for t in tasks], np.float64)
+            keys = list(tasks[0].ref[0]) if tasks else []
+            st[f"buf__{group}_rowkeys"] = keys
+            for i, k in enumerate(keys):
+                v = np.array([t.ref[0][k] for t in tasks])
+                st[f"buf__{group}_row{i}"] = v.astype(str) if v.dtype == object else v
+        if self.sim.real:
+            st["buf__versions"] = sorted(self.versions)
+            for v, w in self.versions.items():
+                st[f"buf__model_{v}"] = w
+        return st
 
-    def restore(self, recorder: Recorder) -> None:
-        self.checkpoint(recorder)
-
-
-def _stack_plans(tasks: list[Task]) -> Plan:
-    """One Plan whose rows are the tasks' rows of the plans they were started with."""
-    def col(get: Callable[[Plan], np.ndarray], dtype: Any = np.float64) -> np.ndarray:
-        return np.array([get(x.ref[0])[x.ref[1]] for x in tasks], dtype=dtype)
-
-    def extra(key: str) -> np.ndarray:
-        return col(lambda p: p.columns[key], None)
-
-    cost = TaskCost(col(lambda p: p.cost.download_bytes), col(lambda p: p.cost.upload_bytes),
-                    col(lambda p: p.cost.train_flops), col(lambda p: p.cost.memory_bytes))
-    keys = tasks[0].ref[0].columns if tasks else {}
-    return Plan(cost, col(lambda p: p.infeasible, bool), col(lambda p: p.kind, object),
-                {k: extra(k) for k in keys})
-
-
-def make_simulation(sc: Scenario) -> Simulation:
-    """The scenario's round loop: synchronous (engine.Simulation) or FedBuff."""
-    return FedBuffSimulation(sc) if sc.aggregation.method == "fedbuff" else Simulation(sc)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "buf__version" not in state:
+            return
+        st = {k: state.pop(k) for k in list(state) if k.startswith("buf__")}
+        core = self.core = self._new_core()
+        self._wave = int(st["buf__wave"])
+        core.version, core.round_start_s = int(st["buf__version"]), float(st["buf__round_start_s"])
+        core.candidates, core._next_id = int(st["buf__candidates"]), int(st["buf__next_id"])
+        wake = st["buf__wake_at"]
+        core._wake_at = None if wake is None else float(wake)
+        core._idle, core._started = int(st["buf__idle"]), bool(st["buf__started"])
+        core.loop.now, core.loop._seq = float(st["buf__now"]), int(st["buf__seq"])
+        core.loop._cancelled = {int(x) for x in st["buf__cancelled"]}
+        hf, hi = np.asarray(st["buf__heap_f"]), np.asarray(st["buf__heap_i"]).reshape(-1, 4)
+        core.loop._heap = [(float(hf[j]), int(hi[j, 0]), int(hi[j, 1]), int(hi[j, 2]),
+                            None if hi[j, 3] < 0 else int(hi[j, 3])) for j in range(len(hf))]
+        groups: dict[str, list[Task]] = {}
+        for group in ("flight", "buffer", "ended"):
+            fl = np.asarray(st[f"buf__{group}_f"]).reshape(-1, len(TASK_FLOAT))
+            it = np.asarray(st[f"buf__{group}_i"]).reshape(-1, len(TASK_INT))
+            battery = np.asarray(st[f"buf__{group}_battery"])
+            keys = list(st[f"buf__{group}_rowkeys"])
+            cols = [np.asarray(st[f"buf__{group}_row{i}"]) for i in range(len(keys))]
+            tasks = []
+            for j in range(len(fl)):
+                ints = dict(zip(TASK_INT, (int(x) for x in it[j])))
+                floats = dict(zip(TASK_FLOAT, (float(x) for x in fl[j])))
+                row = {k: (str(c[j]) if c.dtype.kind == "U" else c[j]) for k, c in zip(keys, cols)}
+                t = Task(ints["id"], ints["client"], floats["start_s"], ints["version"],
+                         floats["download_s"], floats["compute_s"], floats["upload_s"],
+                         (row, float(battery[j])))
+                for k in TASK_FLOAT[4:]:
+                    setattr(t, k, floats[k])
+                for k in ("outcome", "staleness", "seq"):
+                    setattr(t, k, ints[k])
+                tasks.append(t)
+            groups[group] = tasks
+        core.in_flight = {t.id: t for t in groups["flight"]}
+        core.buffer, core.ended = groups["buffer"], groups["ended"]
+        core.busy[:] = False
+        for t in groups["flight"]:
+            core.busy[t.client] = True
+        if self.sim.real:
+            self.versions = {int(v): np.asarray(st[f"buf__model_{int(v)}"]).copy()
+                             for v in st["buf__versions"]}

@@ -1,5 +1,5 @@
-"""The hierarchical round loop (clients -> edges -> cloud), dispatched from ``engine.Simulation``
-when the scenario has a ``hierarchy:`` block. The maths lives in ``simulator/loop/edges.py``.
+"""The ``hierarchical`` trigger (clients -> edges -> cloud; a scenario with a ``hierarchy:``
+block). The maths lives in ``simulator/loop/edges.py``.
 
 One ``step`` is one *edge round*: every edge with online clients runs a synchronous round over its
 own clients at its own clock (select -> plan -> estimate -> resolve -> train survivors -> edge
@@ -7,24 +7,29 @@ FedAvg); every ``edge_rounds_per_cloud_round``-th step then ends with a cloud ro
 upload, the cloud waits for the slowest edge, weighted average, broadcast). Random streams are
 keyed ``(seed, purpose, round, edge)``; with a single edge the edge key is dropped, so one edge
 reproduces the flat engine's draws exactly.
+
+The server chain runs at every edge aggregation (each edge is the server of its clients: secure
+aggregation among them, central DP noise on their sum with the edge's share of k as the fixed
+denominator); the scenario's strategy runs at the cloud on the samples-weighted mean of the edge
+models (FedAvg there is the HierFAVG cloud average).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from simulator import InputError
-
+from simulator.aggregation.fedavg import FedAvg
+from simulator.aggregation.strategy import AggregationContext, Contribution, ServerSums
 from simulator.core import outcomes as rounds
 from simulator.core import rng as R
-from simulator.aggregation import apply_fedavg
-from simulator.core.cost import estimate
-from simulator.fleet.energy import mark_low_battery
-from simulator.core.jobs import JobBatch
+from simulator.fleet.population import sample_population
+from simulator.fleet.profiles import catalog
+from simulator.loop import pipeline as P
 from simulator.loop.edges import (
     assign_edges,
     cloud_average,
@@ -32,21 +37,22 @@ from simulator.loop.edges import (
     split_per_edge,
     transfer_s,
 )
-from simulator.fleet.population import sample_population
-from simulator.fleet.profiles import catalog
-from simulator.io.recording import Recorder
 from simulator.loop.records import client_columns, round_row
-from simulator.selection import RoundContext, RoundFeedback
 
-IDLE_STEP_S = 600.0  # as in engine: nobody online anywhere -> the clock jumps ahead
+if TYPE_CHECKING:
+    from simulator.loop.simulation import RoundReport, Simulation
+
 EDGE_MODEL_BYTES_MAX = 8e9  # every edge keeps its own model copy in the driver
 
 
-class HierarchyLoop:
-    def __init__(self, sim: Any) -> None:
+class HierarchicalTrigger:
+    name = "hierarchical"
+
+    def __init__(self, sim: Simulation) -> None:
         self.sim = sim
         sc, pop = sim.sc, sim.pop
         h = sc.hierarchy
+        assert h is not None  # the schema requires the block for this trigger
         self.h = h
         self.n_edges = h.edges
         self.edge_of = assign_edges(pop.size, h.edges, h.assignment)
@@ -67,11 +73,12 @@ class HierarchyLoop:
         self.period_w = np.zeros(h.edges)  # samples trained per edge since the last cloud round
         self.cloud_eval: tuple[float, float] | None = None
         self.max_update_bytes = 0.0
+        self.edge_strategy = FedAvg(sc)  # edges average their clients; the strategy is the cloud's
 
     def _key(self, e: int) -> tuple[int, ...]:
         return (e,) if self.n_edges > 1 else ()
 
-    def _links(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _links(self, ids: np.ndarray) -> P.Links:
         cl, pop = self.h.client_link, self.sim.pop
         if cl is None:
             return pop.downlink_bits_per_s[ids], pop.uplink_bits_per_s[ids], pop.latency_s[ids]
@@ -83,55 +90,44 @@ class HierarchyLoop:
         if not self.sim.real:
             return math.nan, math.nan
         if self.cloud_eval is None:
-            self.cloud_eval = self.sim.executor.evaluate(self.sim.global_flat)
+            self.cloud_eval = self.sim.evaluate()
         return self.cloud_eval
 
     # --- one edge round -------------------------------------------------------------------------
     def _edge_round(self, e: int, rnd: int, cand: np.ndarray) -> tuple[Any, ...]:
         sim, sc, pop = self.sim, self.sim.sc, self.sim.pop
         t_e, k = float(self.edge_clock[e]), int(self.k_edge[e])
-        ctx = RoundContext(rnd, t_e, pop, k, sc.deadline_s, sim._estimate_fn(rnd), sim.accuracy)
+        ctx = P.context(sim, rnd, t_e, k)
         n_invite = min(math.ceil(k * sc.overcommit - 1e-9), cand.size)
-        ids = np.sort(sim.selector.select(ctx, cand, n_invite,
-                                          R.stream(sc.seed, R.SELECTION, rnd, *self._key(e))))
-        plan = sim.planner.plan(rnd, ids, pop)
-        down, up, lat = self._links(ids)
-        timing = estimate(down, up, lat, pop.train_flops_per_s[ids], plan.cost,
-                          pop.per_profile(lambda q: q.compute.step_overhead_s, ids))
-        drop_after = rounds.draw_dropout_after_s(
-            pop.dropout_hazard_per_s[ids], R.stream(sc.seed, R.DROPOUT, rnd, *self._key(e)))
-        battery = sim.battery.fraction(t_e, ids)
-        low = sim.battery.is_low(battery)
-        out = rounds.resolve_sync_round(timing, min(k, len(ids)), drop_after,
-                                        pop.seconds_until_offline(t_e, ids), sc.deadline_s,
-                                        plan.infeasible | low)
-        out = mark_low_battery(out, low)
-        done = out.outcome == rounds.COMPLETED
-        train_loss = np.full(len(ids), np.nan)
-        train_loss_sq = np.full(len(ids), np.nan)
+        ids = P.choose(sim, ctx, n_invite, R.stream(sc.seed, R.SELECTION, rnd, *self._key(e)),
+                       candidates=cand)
+        la = P.launch(sim, rnd, t_e, ids, R.stream(sc.seed, R.DROPOUT, rnd, *self._key(e)),
+                      links=self._links(ids))
+        out, done = P.resolve_sync(sim, t_e, la, k)
+        train_loss, train_loss_sq = P.nan_losses(len(ids))
         if sim.real and done.any():
-            survivors = ids[done]
-            seeds = np.array([R.int_seed(sc.seed, R.TRAINING, rnd, c) for c in survivors], np.uint64)
-            assignment = {key: v[done] for key, v in plan.columns.items()}
-            assignment["kind"] = plan.kind[done]
-            partial = sim.executor.run(self.edge_flat[e], JobBatch(rnd, survivors, seeds, assignment))
-            partial = partial.sorted()
-            self.edge_flat[e] = apply_fedavg(self.edge_flat[e], partial, sc.aggregation.server_lr)
+            partial = P.train(sim, self.edge_flat[e], P.jobs(sim, rnd, ids, la.plan, done))
+            agg = AggregationContext(rnd, sc.seed, sc.aggregation.server_lr, self.name,
+                                     tier="edge", edge=e, noise_keys=(rnd, *self._key(e)),
+                                     expected_clients=k)
+            self.edge_flat[e] = sim.chain.aggregate(
+                self.edge_flat[e], ServerSums([Contribution(partial, rnd)]), agg,
+                strategy=self.edge_strategy)
             train_loss[done] = partial.loss_mean
             train_loss_sq[done] = partial.loss_sq_mean
         self.period_w[e] += float(pop.n_samples[ids[done]].sum())
         if done.any():
             self.max_update_bytes = max(self.max_update_bytes, float(
-                np.max(np.broadcast_to(plan.cost.upload_bytes, done.shape)[done])))
-        cols = client_columns(rnd, t_e, ids, pop, plan, timing, out, train_loss,
-                              battery_fraction=battery)
+                np.max(np.broadcast_to(la.plan.cost.upload_bytes, done.shape)[done])))
+        cols = client_columns(rnd, t_e, ids, pop, la.plan, la.timing, out, train_loss,
+                              battery_fraction=la.battery)
         sim.battery.drain(ids, cols["energy_j"], cols["stop_s"])
         cols["edge_id"] = np.full(len(ids), e, np.int64)
         self.edge_clock[e] = t_e + out.duration_s
-        feedback = (ids, out.outcome, timing.total_s, train_loss, train_loss_sq)
-        return out, cols, feedback
+        feedback = (ids, out.outcome, la.timing.total_s, train_loss, train_loss_sq)
+        return out, cols, feedback, done, la.charged
 
-    def _cloud_round(self) -> dict[str, float]:
+    def _cloud_round(self, rnd: int) -> dict[str, float]:
         sim = self.sim
         nbytes = self.h.model_bytes or getattr(sim.planner, "model_bytes", None) \
             or self.max_update_bytes
@@ -142,7 +138,13 @@ class HierarchyLoop:
         ready = self.edge_clock.copy()
         t_cloud, arrival, resume = cloud_round_times(ready, up_s, down_s, sending)
         if sim.real and sending.any():
-            sim.global_flat = cloud_average(self.edge_flat, self.period_w, sim.global_flat)
+            g = sim.global_flat
+            avg = cloud_average(self.edge_flat, self.period_w, g)
+            agg = AggregationContext(rnd // self.h.edge_rounds_per_cloud_round, sim.sc.seed, 1.0,
+                                     self.name, tier="cloud",
+                                     expected_clients=int(sending.sum()))
+            mean = avg.astype(np.float64) - g.astype(np.float64)
+            sim.global_flat = sim.chain.strategy.apply(g, ServerSums(mean=mean), agg)
             self.edge_flat[:] = sim.global_flat
             self.cloud_eval = None
         self.edge_clock = resume
@@ -156,7 +158,7 @@ class HierarchyLoop:
             "edges_sent": n_send,
         }
 
-    def step(self, recorder: Recorder) -> Any:
+    def step(self, recorder: Any) -> RoundReport:
         from simulator.loop.simulation import RoundReport
 
         sim, pop, rnd = self.sim, self.sim.pop, self.sim.next_round
@@ -167,25 +169,26 @@ class HierarchyLoop:
         if not active:
             waits = [pop.seconds_until_online(float(self.edge_clock[e]), m).min()
                      for e, m in enumerate(self.members) if m.size]
-            self.edge_clock += max(float(min(waits)), IDLE_STEP_S)
+            self.edge_clock += max(float(min(waits)), P.IDLE_STEP_S)
             sim.clock_s = float(self.edge_clock.max())
             return RoundReport(rnd, sim.clock_s, math.nan, 0)
         self._evaluate()  # the model clients download this round (cached)
         t0 = float(min(self.edge_clock[e] for e in active))
-        outs, cols_list, feedback = [], [], []
+        outs, cols_list, feedback, released, charged = [], [], [], [], []
         for e in active:
-            out, cols, fb = self._edge_round(e, rnd, cands[e])
+            out, cols, fb, done, ch = self._edge_round(e, rnd, cands[e])
             outs.append(out)
             cols_list.append(cols)
             feedback.append(fb)
+            released.append(done)
+            charged.append(ch)
         edge_round_s = max(o.duration_s for o in outs)
         is_cloud = (rnd + 1) % self.h.edge_rounds_per_cloud_round == 0
-        cloud = self._cloud_round() if is_cloud else {}
+        cloud = self._cloud_round(rnd) if is_cloud else {}
         acc, loss = self._evaluate()
         sim.accuracy = acc if sim.real else None
         for ids, outcome, total_s, tl, tl_sq in feedback:
-            sim.selector.observe(RoundFeedback(rnd, ids, outcome, total_s, pop.n_samples[ids], tl,
-                                               tl_sq, acc if sim.real else None))
+            P.observe(sim, rnd, ids, outcome, total_s, tl, tl_sq, acc if sim.real else None)
         cols = {k: np.concatenate([c[k] for c in cols_list]) for k in cols_list[0]}
         sim_end = float(self.edge_clock.max())
         merged = rounds.RoundOutcome(
@@ -203,12 +206,17 @@ class HierarchyLoop:
             "cloud_wait_s": cloud.get("cloud_wait_s", 0.0),
             "backhaul_bytes": cloud.get("backhaul_bytes", 0.0),
         })
+        states: list[Any] = []
+        if charged and charged[0]:  # one merged state per charging step (secure aggregation)
+            secagg = sim.secagg
+            states = [secagg.merge([c[0] for c in charged])]
+        sim.chain.record(rnd, cols["client_id"], np.concatenate(released), row, cols, states)
         recorder.append(row, cols)
         sim.clock_s = sim_end
         sim.next_round = rnd + 1
         return RoundReport(rnd, sim.clock_s, acc, row["completed"])
 
-    # --- checkpoint state (merged into the engine's checkpoint under 'hier__' keys) ---------------
+    # --- checkpoint state (merged into the simulation's checkpoint under 'hier__' keys) ----------
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"hier__edge_clock": self.edge_clock.copy(),
                                  "hier__period_w": self.period_w.copy(),

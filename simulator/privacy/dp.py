@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from simulator.core import rng as R
-from simulator.aggregation.fedavg import SCALE, Partial
+from simulator.aggregation.fedavg import SCALE, Partial, mean_step, step_model
 
 # Shrink the clipping factor by one part in 10^12 so that the float64 norm of the clipped update
 # never exceeds C by a rounding error (the guarantee the tests check).
@@ -80,18 +80,20 @@ def make_update_hook(scenario: Any) -> ClientUpdateHook | None:
 
 def dp_step(total: Partial, denominator: float, noise: np.ndarray) -> np.ndarray:
     """``(sum of clipped updates + noise) / denominator`` (the DP-FedAvg server update)."""
-    return (total.sum_q.astype(np.float64) / SCALE + noise) / float(denominator)
+    return mean_step(total.sum_q.astype(np.float64) / SCALE + noise, float(denominator))
 
 
 def apply_dp_fedavg(global_flat: np.ndarray, total: Partial, denominator: float,
                     noise: np.ndarray, server_lr: float = 1.0) -> np.ndarray:
     """New global = global + server_lr * (sum + noise) / denominator (every coordinate)."""
-    step = dp_step(total, denominator, noise)
-    return (global_flat.astype(np.float64) + server_lr * step).astype(global_flat.dtype)
+    return step_model(global_flat, dp_step(total, denominator, noise), server_lr)
 
 
 class ServerPrivacy:
-    """Driver side of DP: the aggregate, the accountant and the epsilon columns."""
+    """Driver side of DP, a step of the server chain (simulator/aggregation/chain.py): central
+    noise and the fixed denominator (``transform``), the accountant and the epsilon columns."""
+
+    name = "privacy"
 
     def __init__(self, scenario: Any, population_size: int) -> None:
         from simulator.privacy.accountant import PrivacyLedger
@@ -104,17 +106,20 @@ class ServerPrivacy:
         q = p.sampling_rate or min(1.0, scenario.clients_per_round / population_size)
         self.ledger = PrivacyLedger(p.mode, q, p.noise_multiplier, p.delta, population_size)
 
-    def aggregate(self, global_flat: np.ndarray, total: Partial, rnd: int,
-                  server_lr: float) -> np.ndarray:
-        if self.mode == "central":
-            noise = gaussian_noise(self.noise_std, total.sum_q.size, self.seed, rnd)
-            return apply_dp_fedavg(global_flat, total, self.k, noise, server_lr)
-        from simulator.aggregation import apply_fedavg  # local: updates arrive already noised
+    def transform(self, sums: Any, ctx: Any) -> Any:
+        """Central DP: ``(sum of clipped updates + N(0, (zC)^2 I)) / k`` with k the clients the
+        aggregation was designed for (clients_per_round; the buffer size K; an edge's share);
+        noise from the stream ``(seed, PRIVACY, *ctx.noise_keys)``. Local DP: unchanged (updates
+        arrive noised)."""
+        if self.mode != "central":
+            return sums
+        from dataclasses import replace
 
-        return apply_fedavg(global_flat, total, server_lr)
+        noise = gaussian_noise(self.noise_std, sums.n_params, self.seed, *ctx.noise_keys)
+        return replace(sums, noise=noise, denominator=float(ctx.expected_clients))
 
     def record(self, rnd: int, ids: np.ndarray, released: np.ndarray,
-               row: dict[str, Any], cols: dict[str, np.ndarray]) -> None:
+               row: dict[str, Any], cols: dict[str, np.ndarray], state: Any = None) -> None:
         """Add ``epsilon`` to the round row and the client columns.
 
         ``released``: which of ``ids`` had an update used this round (local mode counts them)."""

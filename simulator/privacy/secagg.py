@@ -109,10 +109,14 @@ class SecAggRound:
     failed: bool = False
     server_s: float = 0.0
     survivors: int = 0
+    threshold: int | None = None  # set when several cohorts are merged (one per edge)
 
 
 class SecureAggregator:
-    """Engine hook: charge clients the SecAgg terms, then decide whether the round can unmask."""
+    """A step of the server chain (simulator/aggregation/chain.py): charge clients the SecAgg
+    terms, then decide whether the round can unmask."""
+
+    name = "secagg"
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -167,10 +171,25 @@ class SecureAggregator:
             / self.cfg.server_prg_bytes_per_s
         return replace(out, duration_s=out.duration_s + sa.server_s)
 
-    def record(self, sa: SecAggRound, row: dict[str, Any], cols: dict[str, np.ndarray]) -> None:
+    def merge(self, rounds: list[SecAggRound]) -> SecAggRound:
+        """One record of several cohorts (the edges of a hierarchical round): sums of
+        participants, thresholds and bytes; failed if any cohort failed; the slowest unmasking."""
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(r, name) for r in rounds])
+
+        frac = self.cfg.threshold_fraction
+        return SecAggRound(sum(r.n for r in rounds), cat("plain_bytes"), cat("extra_up"),
+                           cat("extra_down"), cat("extra_s"), any(r.failed for r in rounds),
+                           max((r.server_s for r in rounds), default=0.0),
+                           sum(r.survivors for r in rounds),
+                           sum(threshold(r.n, frac) if r.n else 0 for r in rounds))
+
+    def record(self, rnd: int, ids: np.ndarray, released: np.ndarray, row: dict[str, Any],
+               cols: dict[str, np.ndarray], sa: SecAggRound) -> None:
         row["secagg_failed"] = bool(sa.failed)
         row["secagg_participants"] = sa.n
-        row["secagg_threshold"] = threshold(sa.n, self.cfg.threshold_fraction) if sa.n else 0
+        row["secagg_threshold"] = (sa.threshold if sa.threshold is not None else
+                                   threshold(sa.n, self.cfg.threshold_fraction) if sa.n else 0)
         row["secagg_bytes_up"] = float(sa.extra_up.sum())
         row["secagg_bytes_down"] = float(sa.extra_down.sum())
         row["secagg_client_s"] = float(sa.extra_s.max(initial=0.0))
