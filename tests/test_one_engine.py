@@ -202,3 +202,51 @@ def test_buffered_selects_sparsely_at_a_million_clients(monkeypatch: pytest.Monk
     assert [r["round"] for r in rec.rows] == [0, 1, 2]
     assert sum(r["completed"] for r in rec.rows) >= 60
     assert full_passes == [], f"{len(full_passes)} O(N) availability passes"
+
+
+# --- a client-side hook: a proximal term (FedProx, Li et al. 2020) as a plugin ------------------
+class ProxParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mu: float = Field(0.01, ge=0)
+
+
+class _Proximal:
+    def __init__(self, mu: float) -> None:
+        self.mu = mu
+
+    def correction(self, param: Any, global_param: Any) -> Any:
+        return self.mu * (param - global_param)  # gradient of mu/2 ||w - w_g||^2
+
+
+@register_strategy("test_proximal", params=ProxParams)
+class Proximal:
+    def __init__(self, scenario: Any, params: ProxParams) -> None:
+        from simulator.aggregation.fedavg import FedAvg
+
+        self.mu, self.inner = params.mu, FedAvg(scenario)
+
+    def apply(self, global_flat: np.ndarray, sums: Any, ctx: Any) -> np.ndarray:
+        return self.inner.apply(global_flat, sums, ctx)
+
+    def client_training(self) -> _Proximal:
+        return _Proximal(self.mu)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_client_hook_changes_local_training(tmp_path: Path, batched: bool) -> None:
+    def prox(mu: float) -> dict[str, Any]:
+        return {"plugins": [PLUGIN], "aggregation.strategy": "test_proximal",
+                "aggregation.params": {"mu": mu}, "executor.batched": batched}
+
+    base, _ = _run(tmp_path, "avg", _doc("sync", **{"executor.batched": batched}))
+    zero, _ = _run(tmp_path, "mu0", _doc("sync", **prox(0.0)))
+    strong, _ = _run(tmp_path, "mu5", _doc("sync", **prox(5.0)))
+    pd.testing.assert_frame_equal(base, zero, check_exact=True)  # mu = 0 is FedAvg, bit for bit
+    # a strong pull to the global model: local steps move less, so training loss falls less
+    assert strong["train_loss"].iloc[-1] > base["train_loss"].iloc[-1]

@@ -13,7 +13,7 @@ momentum keeps a velocity, adaptive optimisers keep moments). Strategy state is 
 JSON values (``state_dict`` / ``load_state_dict``), saved in checkpoints.
 
 Algorithms that change local training (a proximal term, control variates) also give a
-:class:`ClientTraining` from ``client_training()``; workloads call it in every local step.
+:class:`ClientTraining` from ``client_training()``; workloads apply it at every local step.
 """
 
 from __future__ import annotations
@@ -118,9 +118,14 @@ class ServerStrategy(Protocol):
 
 class ClientTraining(Protocol):
     """Client side of an algorithm that changes local training (FedProx's proximal term,
-    SCAFFOLD's control variates). Workloads call ``penalty`` on the local loss each step."""
+    SCAFFOLD's control variates), returned by the strategy's ``client_training()``.
 
-    def penalty(self, params: Any, global_params: Any) -> Any: ...
+    Workloads add ``correction(param, global_param)`` to every parameter's gradient at every
+    local step, before the optimizer step (FedProx: ``mu * (param - global_param)``, the gradient
+    of mu/2 ||w - w_g||^2). Tensors are torch tensors; in the batched MLP trainer ``param`` has a
+    leading client dimension and ``global_param`` a leading 1 (broadcast)."""
+
+    def correction(self, param: Any, global_param: Any) -> Any: ...
 
 
 class StatelessStrategy:

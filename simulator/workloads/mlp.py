@@ -24,6 +24,17 @@ from simulator.data.base import PooledDataset
 from simulator.core.jobs import JobBatch
 from simulator.privacy import make_update_hook
 
+
+def client_training_for(scenario: Any) -> Any:
+    """The scenario's strategy's client side (``ClientTraining``), or None. Plugins listed under
+    ``plugins:`` are imported first, so that actors find plugin strategies too."""
+    from simulator.aggregation.strategy import build_strategy
+    from simulator.core.registry import load_plugins
+
+    load_plugins(getattr(scenario, "plugins", ()))
+    get = getattr(build_strategy(scenario), "client_training", None)
+    return get() if get is not None else None
+
 GROUP = 256  # clients trained at once in the batched path (CPU)
 GPU_GROUP = 4096  # on a GPU, larger groups amortise kernel launches
 CACHE_BYTES = 256 * 2**20  # resident client shards per host
@@ -84,6 +95,8 @@ class MLPWorkload:
         self.batched = scenario.executor.batched
         self.device = pick_device(scenario)
         self.update_hook = make_update_hook(scenario)  # DP clipping/noise; None when off
+        # The strategy's client side (a proximal term, control variates); None for FedAvg.
+        self.client_training = client_training_for(scenario)
         self.sizes = [self.dataset.n_features, *scenario.model.hidden, self.dataset.n_classes]
         torch.manual_seed(rngmod.int_seed(scenario.seed, rngmod.INIT))
         self.model = build_mlp(self.sizes)
@@ -183,11 +196,17 @@ class MLPWorkload:
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
             tot = tot_sq = 0.0
             cnt = 0
+            hook = self.client_training
+            g0 = [p.detach().clone() for p in model.parameters()] if hook is not None else []
             for row in plan:
                 idx = torch.from_numpy(row[row >= 0])
                 opt.zero_grad(set_to_none=True)
                 per = nn.functional.cross_entropy(model(xt[idx]), yt[idx], reduction="none")
                 per.mean().backward()
+                if hook is not None:  # the strategy's gradient correction, e.g. mu (w - w_g)
+                    with torch.no_grad():
+                        for p, p0 in zip(model.parameters(), g0):
+                            p.grad.add_(hook.correction(p, p0))  # type: ignore[union-attr]
                 opt.step()
                 tot += float(per.detach().sum())
                 tot_sq += float((per.detach() ** 2).sum())
@@ -240,6 +259,9 @@ class MLPWorkload:
         ws = [g0[f"{2 * i}.weight"].unsqueeze(0).repeat(c, 1, 1) for i in range(nl)]
         bs = [g0[f"{2 * i}.bias"].unsqueeze(0).repeat(c, 1) for i in range(nl)]
         params = ws + bs
+        hook = self.client_training
+        g_params = ([g0[f"{2 * i}.weight"].unsqueeze(0) for i in range(nl)]
+                    + [g0[f"{2 * i}.bias"].unsqueeze(0) for i in range(nl)]) if hook else []
         sgd, mu, lr = self.optimizer == "sgd", self.momentum, self.lr
         st1 = [torch.zeros_like(p) for p in params] if (mu > 0 or not sgd) else []
         st2 = [torch.zeros_like(p) for p in params] if not sgd else []
@@ -277,6 +299,8 @@ class MLPWorkload:
             t_step[lo:] += 1.0
             for j, g in enumerate(gw + gb):
                 p = params[j][lo:]
+                if hook is not None:  # the strategy's gradient correction, e.g. mu (w - w_g)
+                    g = g + hook.correction(p, g_params[j])
                 if sgd and mu > 0:
                     v = st1[j][lo:]
                     p.sub_(v.mul_(mu).add_(g) * lr)
