@@ -10,7 +10,9 @@ import yaml
 
 from simulator import InputError
 from simulator.cli.main import main
-from simulator.sweep.grid import expand, jain_index, parse_grid, run_sweep, validate
+from simulator.sweep.grid import expand, parse_grid, validate
+from simulator.sweep.results import jain_index
+from simulator.sweep.run import run_sweep
 from tests.conftest import small_doc
 
 
@@ -112,8 +114,8 @@ def test_jain_index_counts_absent_clients_as_zero():
 def test_three_policies_two_seeds_sweep(tmp_path, ray_session):
     path, _ = tiny_file(tmp_path)
     lines = []
-    res = run_sweep(path, ["selection.policy=random,oort,tifl"], seeds=2, name="pol", runs_dir=str(tmp_path / "runs"), max_concurrent=2,
-                    log=lines.append)
+    res = run_sweep(path, ["selection.policy=random,oort,tifl"], seeds=2, name="pol",
+                    runs_dir=str(tmp_path / "runs"), max_concurrent=2, log=lines.append)
     sweep_dir = tmp_path / "runs" / "pol"
     assert res.sweep_dir == sweep_dir and not res.failures
     t = pd.read_parquet(sweep_dir / "sweep.parquet")

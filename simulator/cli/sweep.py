@@ -42,7 +42,7 @@ def _print_table(table: Any) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from simulator.cli.main import _parse_sets
-    from simulator.sweep.grid import run_sweep
+    from simulator.sweep.run import run_sweep
 
     res = run_sweep(args.file, args.grid, seeds=args.seeds, name=args.name,
                     runs_dir=args.runs_dir, target_accuracy=args.target_accuracy,
