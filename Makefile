@@ -25,6 +25,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not ray and not slow and not browser"
 
+# Lint gate: ruff (rules in pyproject's [tool.ruff.lint]) and mypy ([tool.mypy]).
+lint: install
+	$(PY) -m ruff check simulator dashboards tests benchmarks
+	$(PY) -m mypy simulator dashboards
+
 bench: install
 	$(PY) -m benchmarks.run_all
 

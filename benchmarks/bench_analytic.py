@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # allow `python benchmarks/bench_analytic.py`
     sys.path.insert(0, str(ROOT))
 
-from simulator.core.clock import EventLoop
+from simulator.core.clock import EventLoop  # noqa: E402 (after the sys.path bootstrap)
 
 OVERCOMMIT = 1.25
 
@@ -55,9 +55,9 @@ def bench_doc(population: int, per_round: int, rounds: int) -> dict[str, Any]:
 
 def child(population: int, per_round: int, rounds: int) -> dict[str, Any]:
     """Run the engine (as simulator.loop.runner does) and report stage times and peak RSS."""
-    from simulator.loop.simulation import Simulation
-    from simulator.io.recording import Recorder
     from simulator.config.scenario import parse_scenario
+    from simulator.io.recording import Recorder
+    from simulator.loop.simulation import Simulation
 
     sc = parse_scenario(bench_doc(population, per_round, rounds))
     cpu = [time.process_time()]
@@ -90,8 +90,8 @@ def child(population: int, per_round: int, rounds: int) -> dict[str, Any]:
 
 def bare_numpy(population: int, per_round: int, rounds: int) -> dict[str, float]:
     """The same per-round math, inline: availability, sampling, estimate, dropout, resolve."""
-    from simulator.loop.simulation import build_population
     from simulator.config.scenario import parse_scenario
+    from simulator.loop.simulation import build_population
 
     sc = parse_scenario(bench_doc(population, per_round, rounds))
     pop, _ = build_population(sc)
@@ -176,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     eng = json.loads(res.stdout.strip().splitlines()[-1])
     bare = bare_numpy(a.population, a.per_round, a.rounds)
     ours, raw = clock_rate()
-    per = lambda s: f"{1e3 * s / a.rounds:8.1f} ms"
+
+    def per(s: float) -> str:
+        return f"{1e3 * s / a.rounds:8.1f} ms"
+
     print(f"{a.population:,} clients, {a.per_round:,} invited per round, {a.rounds} rounds "
           f"(analytic)\n")
     print(f"{'stage':<44}{'wall s':>9}{'per round':>12}{'CPU s':>9}")

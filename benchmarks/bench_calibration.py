@@ -1,7 +1,8 @@
 """Calibration check: real client training on this machine vs the simulator's compute time.
 
-1. Calibrate this machine on the quickstart scenario (``simulator.workloads.calibration.measure``: the
-   workload's sequential trainer at hidden [64, 32] and wider copies, one thread, CPU time).
+1. Calibrate this machine on the quickstart scenario
+   (``simulator.workloads.calibration.measure``: the workload's sequential trainer at
+   hidden [64, 32] and wider copies, one thread, CPU time).
 2. For each model size (hidden [64, 32] and [512, 256] by default), really train ``--clients``
    quickstart clients (their own data and sizes) one after another with the workload's
    sequential trainer, timing each client's CPU time (best of ``--repeats``).
@@ -33,12 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # allow `python benchmarks/bench_calibration.py`
     sys.path.insert(0, str(ROOT))
 
-from simulator.core import rng as R
-from simulator.workloads.calibration import measure, profile_doc, with_hidden
-from simulator.core.cost import dense_train_flops_per_sample, estimate
-from simulator.loop.simulation import build_population
-from simulator.planning import make_planner
-from simulator.config.scenario import load_scenario
+from simulator.config.scenario import load_scenario  # noqa: E402
+from simulator.core import rng as R  # noqa: E402
+from simulator.core.cost import dense_train_flops_per_sample, estimate  # noqa: E402
+from simulator.loop.simulation import build_population  # noqa: E402
+from simulator.planning import make_planner  # noqa: E402
+from simulator.workloads.calibration import measure, profile_doc, with_hidden  # noqa: E402
 
 
 def simulated_compute_s(sc: Any, profile_dir: Path, profile_name: str,
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             sch = with_hidden(sc, hidden)
             real, n = real_compute_s(sch, ids, args.repeats)
             sim = simulated_compute_s(sch, pdir, doc["name"], ids)
-            params = sum(a * b + b for a, b in zip([64, *hidden], [*hidden, 10]))
+            params = sum(a * b + b for a, b in zip([64, *hidden], [*hidden, 10], strict=True))
             naive = dense_train_flops_per_sample(params) * n * sch.training.epochs / naive_rate
             err = (sim.sum() - real.sum()) / real.sum()
             per = np.median(np.abs(sim - real) / real)

@@ -25,7 +25,8 @@ import io
 import pstats
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -113,9 +114,9 @@ def measure(sizes: tuple[int, ...], seq_clients: int, reps: int,
         seq_jobs = jobs_for(seq_ids, rep)
         for n in sizes:
             w.batched = True
-            record(f"batched {n}", n, lambda: w.train(g, jobs[n]))
+            record(f"batched {n}", n, lambda n=n, jobs=jobs: w.train(g, jobs[n]))
         w.batched = False
-        record("sequential", seq_clients, lambda: w.train(g, seq_jobs))
+        record("sequential", seq_clients, lambda seq_jobs=seq_jobs: w.train(g, seq_jobs))
         w.batched = True
         record("naive", seq_clients, lambda: naive_train(w, g, seq_ids))
     return {"cpu": {k: median(v) for k, v in cpu.items()},

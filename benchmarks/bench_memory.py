@@ -40,7 +40,7 @@ class Sampler:
             self.peak = max(self.peak, rss_mib())
             time.sleep(self.every_s)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._t.start()
         return self
 
@@ -53,10 +53,10 @@ class Sampler:
 def measure(n_clients: int) -> dict[str, Any]:
     import ray
 
+    from simulator.config.scenario import parse_scenario
     from simulator.core import rng
     from simulator.core.jobs import JobBatch
     from simulator.execution.ray_pool import RayExecutor, init_ray
-    from simulator.config.scenario import parse_scenario
 
     sc = parse_scenario(quickstart_doc(**{
         "population.size": n_clients, "clients_per_round": 100, "executor.kind": "ray",

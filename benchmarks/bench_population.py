@@ -49,8 +49,8 @@ class Variant:
     """One simulation in the round-robin: a population size, shard cache on/off, index on/off."""
 
     def __init__(self, n: int, rounds: int, cache: bool = True, index: bool = True) -> None:
-        from simulator.loop.simulation import Simulation
         from simulator.config.scenario import parse_scenario
+        from simulator.loop.simulation import Simulation
 
         self.n, self.cache, self.index_on = n, cache, index
         t0 = time.perf_counter()
@@ -94,7 +94,7 @@ def run(sizes: list[int], rounds: int, profile: bool) -> tuple[list[Variant], st
             recs[-1].start()
         try:
             for r in range(rounds):
-                for v, rec in zip(variants, recs):
+                for v, rec in zip(variants, recs, strict=True):
                     top_default = v.n == top and v.cache and v.index_on
                     v.step(rec, r >= WARMUP, prof if top_default and r >= WARMUP else None)
         finally:

@@ -1,8 +1,9 @@
 """Building a population: 100,000 clients must take under 2 s and under 200 MB (issue 2).
 
-Measures the time and the resident-memory growth of :func:`simulator.loop.simulation.build_population`
-for the quickstart mix (device columns plus the dataset's client-size column; client shards
-are generated lazily, so nothing per client is materialised) at 10^4, 10^5 and 10^6 clients,
+Measures the time and the resident-memory growth of
+:func:`simulator.loop.simulation.build_population` for the quickstart mix (device columns plus the
+dataset's client-size column; client shards are generated lazily, so nothing per client is
+materialised) at 10^4, 10^5 and 10^6 clients,
 and prints the ratio to a bare numpy baseline that draws the same number of log-normal columns.
 
     python -m benchmarks.bench_population_build
@@ -22,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from simulator.loop.simulation import build_population  # noqa: E402
 from simulator.config.scenario import load_scenario  # noqa: E402
+from simulator.loop.simulation import build_population  # noqa: E402
 
 N_COLUMNS = 12  # float columns the population holds per client
 

@@ -37,8 +37,16 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import (ROOT, Table, machine_line, median, peak_rss_mib, quickstart_doc,
-                               ratio, verdict)
+from benchmarks.common import (
+    ROOT,
+    Table,
+    machine_line,
+    median,
+    peak_rss_mib,
+    quickstart_doc,
+    ratio,
+    verdict,
+)
 
 ROUNDS = 10
 STEADY_FROM = 2  # rounds 0 and 1 warm caches and kernels
@@ -58,9 +66,9 @@ class PlainFedAvg:
     def __init__(self, doc: dict[str, Any]) -> None:
         import torch
 
-        from simulator.data import build_dataset
         from simulator.config.scenario import parse_scenario
         from simulator.core import rng as rngmod
+        from simulator.data import build_dataset
         from simulator.workloads.mlp import batch_plan, build_mlp
 
         sc = parse_scenario(doc)
@@ -145,8 +153,8 @@ def _capturing_recorder(runs_dir: str) -> Any:
 def side_by_side(rounds: int) -> dict[str, Any]:
     import ray
 
-    from simulator.loop.simulation import Simulation
     from simulator.config.scenario import parse_scenario
+    from simulator.loop.simulation import Simulation
 
     doc = reference_doc(rounds)
     ctx = mp.get_context("spawn")
@@ -172,7 +180,7 @@ def side_by_side(rounds: int) -> dict[str, Any]:
                 rep = sim.step(rec)
                 out["ff"].append(time.perf_counter() - t)
                 cols = rec.last
-                ids = [int(c) for c, o in zip(cols["client_id"], cols["outcome"])
+                ids = [int(c) for c, o in zip(cols["client_id"], cols["outcome"], strict=True)
                        if o == "completed"]
                 parent.send((r, ids))
                 dt, acc = parent.recv()
@@ -199,8 +207,8 @@ def e2e_fedfleet(rounds: int) -> float:
         path = Path(tmp) / "reference.yaml"
         path.write_text(yaml.safe_dump(reference_doc(rounds)))
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "simulator.cli.main", "run", str(path), "--name", "e2e",
-                        "--runs-dir", tmp, "--no-dashboard"], cwd=ROOT, check=True,
+        subprocess.run([sys.executable, "-m", "simulator.cli.main", "run", str(path),
+                        "--name", "e2e", "--runs-dir", tmp, "--no-dashboard"], cwd=ROOT, check=True,
                        capture_output=True)
         return time.perf_counter() - t0
 
@@ -233,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_plain_e2e(args.plain_e2e)
     res = side_by_side(args.rounds)
     ff, pl = res["ff"][STEADY_FROM:], res["plain"][STEADY_FROM:]
-    per_round = [a / b for a, b in zip(ff, pl)]
+    per_round = [a / b for a, b in zip(ff, pl, strict=True)]
     e2e_ff, e2e_pl = [], []
     for _ in range(args.e2e_reps):  # alternate the two sides
         e2e_ff.append(e2e_fedfleet(args.rounds))

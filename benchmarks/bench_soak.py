@@ -1,10 +1,10 @@
 """Soak: a long analytic run must not grow the driver's memory.
 
-Runs ``--rounds`` (default 5,000) analytic rounds through :class:`simulator.loop.simulation.Simulation`
-with a real :class:`simulator.io.recording.Recorder` in a temporary directory, samples the driver's
-resident set size (psutil) every ``--every`` rounds, and compares the final RSS (and the peak
-after round 100) with the RSS at round 100. Prints the ratios; exits 1 if the final ratio exceeds
-``1 + --tolerance`` (default 10 %).
+Runs ``--rounds`` (default 5,000) analytic rounds through
+:class:`simulator.loop.simulation.Simulation` with a real :class:`simulator.io.recording.Recorder`
+in a temporary directory, samples the driver's resident set size (psutil) every ``--every``
+rounds, and compares the final RSS (and the peak after round 100) with the RSS at round 100.
+Prints the ratios; exits 1 if the final ratio exceeds ``1 + --tolerance`` (default 10 %).
 
     python -m benchmarks.bench_soak                 # 5,000 rounds, ~1 minute on 2 cores
     python -m benchmarks.bench_soak --rounds 1000   # quicker look
@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # allow `python benchmarks/bench_soak.py`
     sys.path.insert(0, str(ROOT))
 
-from simulator.loop.simulation import Simulation  # noqa: E402
-from simulator.io.recording import Recorder  # noqa: E402
 from simulator.config.scenario import parse_scenario  # noqa: E402
+from simulator.io.recording import Recorder  # noqa: E402
+from simulator.loop.simulation import Simulation  # noqa: E402
 
 REFERENCE_ROUND = 100
 
@@ -79,7 +79,7 @@ def soak(rounds: int, population: int, per_round: int, checkpoint_every: int,
                 r = sim.next_round
                 if checkpoint_every and r % checkpoint_every == 0 and r < rounds:
                     sim.checkpoint(rec)
-                if r == REFERENCE_ROUND or r % every == 0 or r == rounds:
+                if r in (REFERENCE_ROUND, rounds) or r % every == 0:
                     gc.collect()
                     samples.append((r, rss_bytes()))
             wall = time.perf_counter() - wall0

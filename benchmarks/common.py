@@ -11,9 +11,10 @@ import os
 import platform
 import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # allow `python benchmarks/bench_x.py`
@@ -120,7 +121,7 @@ class Table:
         widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(self.columns)]
 
         def line(r: list[str]) -> str:
-            return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+            return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
 
         out = [f"### {self.title}", "", line(self.columns),
                "|" + "|".join("-" * (w + 2) for w in widths) + "|"]

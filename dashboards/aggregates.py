@@ -48,7 +48,7 @@ def phase_intervals(clients: pd.DataFrame, pos: np.ndarray | None = None
     ``upload_s``, cut at ``stop_s``: a client that stopped early only did the part before it.
     """
     def col(name: str) -> np.ndarray:
-        v = clients[name].to_numpy(dtype=float, na_value=np.nan)
+        v: np.ndarray = clients[name].to_numpy(dtype=float, na_value=np.nan)
         return v if pos is None else v[pos]
 
     if all(f"{p}_{e}_s" in clients for p in PHASES for e in ("start", "end")):
@@ -241,7 +241,7 @@ def rate_quantiles(clients: pd.DataFrame) -> dict[str, pd.DataFrame]:
         for code in np.unique(k[ok]):
             x = v[ok & (k == code)]
             q = np.percentile(x, [5, 25, 50, 75, 95])
-            rows[labels[code]] = {**dict(zip(("p5", "p25", "p50", "p75", "p95"), q)),
+            rows[labels[code]] = {**dict(zip(("p5", "p25", "p50", "p75", "p95"), q, strict=True)),
                                   "mean": float(x.mean()), "n": int(len(x))}
         out[name] = pd.DataFrame.from_dict(rows, orient="index").sort_index()
     return out

@@ -18,11 +18,17 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboards import compare as C
-from dashboards.data import load_run, signature
 from dashboards.data import list_runs as _list_runs
+from dashboards.data import load_run, signature
 from dashboards.figures import summary_numbers
 from dashboards.report import (
-    CSS, PLOTLY_CONFIG, Panel, comparison_panels, load_series, run_header_items, run_panels,
+    CSS,
+    PLOTLY_CONFIG,
+    Panel,
+    comparison_panels,
+    load_series,
+    run_header_items,
+    run_panels,
 )
 from dashboards.style import fmt_duration
 
@@ -75,7 +81,8 @@ def _run_options(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _panel_div(p: Panel) -> html.Div:
     return html.Div(className="panel", id=f"panel-{p.id}", children=[
         html.P(p.caption, className="caption"),
-        dcc.Graph(id=f"graph-{p.id}", figure=p.figure, config=PLOTLY_CONFIG,
+        dcc.Graph(id=f"graph-{p.id}", figure=p.figure,
+                  config=PLOTLY_CONFIG,  # type: ignore[arg-type]  # plain dict for dash's TypedDict
                   style={"height": f"{int(p.figure.layout.height or 420)}px"}),
     ])
 
@@ -158,9 +165,10 @@ def _layout(runs_dir: Path) -> html.Div:
 def make_app(runs_dir: str | Path) -> Dash:
     """The live dashboard for ``runs_dir`` (not started)."""
     runs_dir = Path(runs_dir)
-    app = Dash(__name__, title="FedFleet", update_title=None, serve_locally=True,
-               suppress_callback_exceptions=True, assets_folder=str(Path(__file__).parent /
-                                                                    "_no_assets"))
+    # update_title=None turns off the "Updating..." tab title (documented; dash types it as str)
+    app = Dash(__name__, title="FedFleet", update_title=None,  # type: ignore[arg-type]
+               serve_locally=True, suppress_callback_exceptions=True,
+               assets_folder=str(Path(__file__).parent / "_no_assets"))
     app.index_string = _index_string()
     app.layout = lambda: _layout(runs_dir)
 
@@ -205,7 +213,7 @@ def make_app(runs_dir: str | Path) -> Dash:
                   Input("target", "value"), Input("tabs", "value"), Input("tick", "n_intervals"),
                   State("compare-sig", "data"))
     def check_compare(paths: list[str] | None, target: float | None, tab: str, _n: int | None,
-                      last: Any):  # type: ignore[no-untyped-def]
+                      last: Any) -> list[Any]:
         if tab != "compare":
             raise PreventUpdate
         sig = [target, [[p, signature(Path(p))] for p in paths or []]]
@@ -214,7 +222,7 @@ def make_app(runs_dir: str | Path) -> Dash:
         return sig
 
     @app.callback(Output("compare-view", "children"), Input("compare-sig", "data"))
-    def show_compare(sig: Any):  # type: ignore[no-untyped-def]
+    def show_compare(sig: Any) -> list[Any]:
         if not sig or not sig[1]:
             return [html.Main(html.P("Choose runs to compare in the list on the left."))]
         existing = [Path(p) for p, _ in sig[1] if Path(p).exists()]

@@ -188,7 +188,7 @@ def make_driver(width: int = 1400, height: int = 1000):  # type: ignore[no-untyp
     except Exception:
         shutil.rmtree(profile, ignore_errors=True)
         raise
-    driver.fedfleet_profile = profile
+    driver.fedfleet_profile = profile  # type: ignore[attr-defined]  # for close_driver
     return driver
 
 

@@ -15,7 +15,12 @@ import plotly.graph_objects as go
 
 from dashboards import aggregates as A
 from dashboards.style import (
-    RUN_COLORS, base_layout, device_colors, empty_figure, hex_rgba, time_unit,
+    RUN_COLORS,
+    base_layout,
+    device_colors,
+    empty_figure,
+    hex_rgba,
+    time_unit,
 )
 
 GRID_POINTS = 400
@@ -137,10 +142,11 @@ def time_to_target_figure(summary: pd.DataFrame, target: float) -> go.Figure:
     # A label no run of which reached the target is drawn as a hatched bar up to its run length.
     y = agg["mean"].where(~missing, agg["end"]) / div
     text = [f"not reached in {v:.1f} {unit}" if m else f"{v:.1f} {unit}"
-            for v, m in zip(y, missing)]
+            for v, m in zip(y, missing, strict=True)]
     fig = go.Figure(go.Bar(
         x=agg.index, y=y, text=text, textposition="outside", cliponaxis=False, showlegend=False,
-        marker={"color": [hex_rgba(c, 0.25) if m else c for c, m in zip(colors, missing)],
+        marker={"color": [hex_rgba(c, 0.25) if m else c
+                           for c, m in zip(colors, missing, strict=True)],
                 "line": {"color": colors, "width": 1.5},
                 "pattern": {"shape": ["/" if m else "" for m in missing], "fgcolor": colors}},
         error_y={"type": "data", "symmetric": False,

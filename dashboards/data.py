@@ -12,6 +12,7 @@ millions of client rows fast.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -197,10 +198,8 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
         elif d.name.endswith(".partial"):
             done = 0
             for part in _chunks(d, "rounds"):
-                try:
+                with contextlib.suppress(OSError, pa.ArrowException):
                     done += pq.ParquetFile(part).metadata.num_rows
-                except (OSError, pa.ArrowException):
-                    pass
             sc = read_json(d / "scenario.json")
             out.append({"name": d.name, "path": str(d), "status": "running",
                         "rounds": sc.get("rounds"), "rounds_done": done})

@@ -16,8 +16,20 @@ from plotly.subplots import make_subplots
 from dashboards import aggregates as A
 from dashboards.data import EXTRA_ASSIGNMENT_COLUMNS
 from dashboards.style import (
-    OUTCOME_COLORS, PHASE_COLORS, PHASES, SEQUENTIAL, WORKLOAD_COLORS, base_layout, bytes_unit,
-    color_for, device_colors, empty_figure, energy_unit, hex_rgba, round_ticks, time_unit,
+    OUTCOME_COLORS,
+    PHASE_COLORS,
+    PHASES,
+    SEQUENTIAL,
+    WORKLOAD_COLORS,
+    base_layout,
+    bytes_unit,
+    color_for,
+    device_colors,
+    empty_figure,
+    energy_unit,
+    hex_rgba,
+    round_ticks,
+    time_unit,
 )
 from dashboards.timeline import timeline_figure
 
@@ -98,7 +110,7 @@ def round_time_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:
     split, k = A.bin_rounds(A.round_phase_split(rounds, clients))
     unit, div = time_unit(split["duration_s"].max())
     fig = go.Figure()
-    crit = split["critical_class"] if "critical_class" in split else None
+    crit = split.get("critical_class")
     for p in (*PHASES, "waiting"):
         hover = f"round %{{x}}<br>{p}: %{{y:.1f}} {unit}"
         if crit is not None and k == 1:

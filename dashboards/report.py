@@ -21,8 +21,8 @@ from dashboards import secagg_hierarchy as SH
 from dashboards.data import COMPARE_CLIENT_READ, COMPARE_ROUND_READ, load_run, run_name
 from dashboards.style import FONT, INK, MUTED, fmt_duration
 
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
-                 "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "responsive": True,
+                                 "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 
 
 @dataclass
@@ -142,7 +142,8 @@ def _cards(items: list[tuple[str, str]]) -> str:
 
 def run_header_items(manifest: dict[str, Any], numbers: dict[str, float],
                      status: str = "complete") -> list[tuple[str, str]]:
-    sc = manifest.get("scenario") if isinstance(manifest.get("scenario"), dict) else {}
+    raw = manifest.get("scenario")
+    sc: dict[str, Any] = raw if isinstance(raw, dict) else {}
     pop = manifest.get("population") or (sc.get("population") or {}).get("size")
     planned = manifest.get("rounds") or sc.get("rounds")
     done = int(numbers.get("rounds_done", 0))
@@ -169,9 +170,10 @@ def run_header_items(manifest: dict[str, Any], numbers: dict[str, float],
 
 
 def figure_div(fig: go.Figure, div_id: str, include_plotlyjs: bool | str = False) -> str:
-    return pio.to_html(fig, full_html=False, include_plotlyjs=include_plotlyjs,
-                       config=PLOTLY_CONFIG, div_id=div_id, default_width="100%",
-                       default_height=f"{int(fig.layout.height or 420)}px", validate=False)
+    div: str = pio.to_html(fig, full_html=False, include_plotlyjs=include_plotlyjs,
+                           config=PLOTLY_CONFIG, div_id=div_id, default_width="100%",
+                           default_height=f"{int(fig.layout.height or 420)}px", validate=False)
+    return div
 
 
 def render_page(title: str, header_html: str, panels: list[Panel], footer: str = "") -> str:

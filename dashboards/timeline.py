@@ -16,8 +16,16 @@ import plotly.graph_objects as go
 
 from dashboards import aggregates as A
 from dashboards.style import (
-    MUTED, OUTCOME_COLORS, OUTCOME_SYMBOLS, PHASE_COLORS, PHASES, VALIDATE, base_layout,
-    color_for, empty_figure, time_unit,
+    MUTED,
+    OUTCOME_COLORS,
+    OUTCOME_SYMBOLS,
+    PHASE_COLORS,
+    PHASES,
+    VALIDATE,
+    base_layout,
+    color_for,
+    empty_figure,
+    time_unit,
 )
 
 FADED = 0.35

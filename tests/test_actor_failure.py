@@ -21,8 +21,8 @@ import yaml
 
 from simulator import FedFleetError
 from simulator.cli.main import main
-from simulator.loop.runner import resume_run, run_scenario
 from simulator.config.scenario import parse_scenario
+from simulator.loop.runner import resume_run, run_scenario
 from tests.conftest import small_doc
 
 pytestmark = pytest.mark.ray

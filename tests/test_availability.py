@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from simulator.config.scenario import parse_scenario
 from simulator.fleet.availability import SPARSE_MIN_POPULATION, AvailabilityIndex
 from simulator.fleet.eligibility import restrict_links
 from simulator.loop.simulation import build_population
-from simulator.config.scenario import parse_scenario
 from tests.conftest import small_doc
 
 
@@ -24,7 +24,7 @@ def test_count_equals_the_full_mask(pop):
     # Window edges: the hours where clients come online or go offline, exactly.
     times += [float(s) * 3600 for s in pop.window_start_h[:80]]
     times += [float((s + n) % 24) * 3600 for s, n in zip(pop.window_start_h[:80],
-                                                          pop.window_len_h[:80])]
+                                                          pop.window_len_h[:80], strict=True)]
     times += [0.0, 86400.0, 3600 * 23.999999]
     for t in times:
         assert ix.count(t) == int(np.count_nonzero(pop.available(t))), t
@@ -58,8 +58,8 @@ def test_sample_is_uniform_over_online_clients():
 
 
 def test_engine_uses_the_index_only_for_large_populations(tmp_path):
-    from simulator.loop.simulation import Simulation
     from simulator.io.recording import Recorder
+    from simulator.loop.simulation import Simulation
 
     small = Simulation(parse_scenario(small_doc(**{"mode": "analytic"})))
     assert small.avail_index is None

@@ -1,8 +1,8 @@
 """`fedfleet dashboard`: one run -> its dashboard; several runs -> a comparison."""
 
 from simulator.cli.main import main
-from simulator.loop.runner import run_scenario
 from simulator.config.scenario import parse_scenario
+from simulator.loop.runner import run_scenario
 from tests.conftest import small_doc
 
 
@@ -12,7 +12,8 @@ def test_dashboard_single_and_comparison(tmp_path, capsys):
     assert main(["dashboard", str(runs[0])]) == 0
     assert (runs[0] / "dashboard.html").stat().st_size > 100_000
     out = tmp_path / "cmp.html"
-    assert main(["dashboard", str(runs[0]), str(runs[1]), "--labels", "a,b", "--out", str(out)]) == 0
+    argv = ["dashboard", str(runs[0]), str(runs[1]), "--labels", "a,b", "--out", str(out)]
+    assert main(argv) == 0
     assert out.exists() and "plotly" in out.read_text()[:2_000_000]
     assert main(["dashboard", str(runs[0]), str(runs[1]), "--labels", "a"]) == 2
     assert "--labels" in capsys.readouterr().err

@@ -17,8 +17,8 @@ import textwrap
 import pandas as pd
 import pytest
 
-from simulator.loop.runner import run_scenario
 from simulator.config.scenario import parse_scenario
+from simulator.loop.runner import run_scenario
 from tests.conftest import ROOT, small_doc
 
 pytest.importorskip("ray")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from simulator import FedFleetError
-from simulator.planning.llm_cost import upload_bytes
 from simulator.config.scenario import Compression
+from simulator.planning.llm_cost import upload_bytes
 from simulator.workloads.compression import (
     CompressionSpec,
     Compressor,

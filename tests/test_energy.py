@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from simulator.config.scenario import parse_scenario
 from simulator.fleet.energy import Battery, task_energy_j, window_overlap_s
-from simulator.loop.simulation import Simulation, build_population
 from simulator.io.recording import Recorder
 from simulator.loop.runner import run_scenario
-from simulator.config.scenario import parse_scenario
+from simulator.loop.simulation import Simulation, build_population
 from tests.conftest import small_doc
 
 H = 3600.0

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from simulator.loop.runner import run_scenario
 from simulator.config.scenario import parse_scenario
+from simulator.loop.runner import run_scenario
 from tests.conftest import small_doc
 
 WALL = ["wall_s"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.core import rng
 from simulator.aggregation import apply_fedavg
-from simulator.core.jobs import JobBatch
 from simulator.config.scenario import parse_scenario
+from simulator.core import rng
+from simulator.core.jobs import JobBatch
 from tests.conftest import small_doc
 
 torch = pytest.importorskip("torch")

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from simulator.planning import llm_cost as C
 from simulator.config.llm import closed_form_spec
 from simulator.config.scenario import Model, ScenarioError, parse_scenario
+from simulator.planning import llm_cost as C
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from simulator.workloads import llm_spec as S
+from simulator.workloads import llm_spec as S  # noqa: E402 (needs torch: after importorskip)
 
 
 @pytest.fixture(scope="module", autouse=True)

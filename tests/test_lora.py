@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.core import rng
 from simulator.aggregation import Partial, apply_fedavg
-from simulator.core.jobs import JobBatch
 from simulator.config.scenario import parse_scenario
+from simulator.core import rng
+from simulator.core.jobs import JobBatch
 from simulator.workloads import hetlora
 from tests.conftest import SHARED_DATA, small_doc
 
@@ -113,7 +113,7 @@ def test_truncated_copy_equals_a_rank_r_adapter():
     small = attach_lora(build_llama(cfg, 3), LoraSpec(r_max=2, alpha=4.0))  # same scaling 2
     pb, ps = adapter_pairs(big), adapter_pairs(small)
     with torch.no_grad():
-        for a, b in zip(pb, ps):
+        for a, b in zip(pb, ps, strict=True):
             a.b.normal_(0.0, 0.1)
             truncate_(a, 2)
             b.a.copy_(a.a[:2])
@@ -125,7 +125,7 @@ def test_truncated_copy_equals_a_rank_r_adapter():
         logits.square().mean().backward()
         outs.append(logits.detach())
     assert torch.allclose(outs[0], outs[1], atol=1e-6)
-    for a, b in zip(pb, ps):
+    for a, b in zip(pb, ps, strict=True):
         assert torch.allclose(a.a.grad[:2], b.a.grad, atol=1e-6)
         assert torch.allclose(a.b.grad[:, :2], b.b.grad, atol=1e-6)
         assert a.a.grad[2:].abs().max() == 0 and a.b.grad[:, 2:].abs().max() == 0
@@ -166,14 +166,20 @@ def test_tinyshakespeare_by_role_loss_falls(tmp_path):
 
     from simulator.loop.runner import run_scenario
 
-    doc = small_doc(name="tiny-shakespeare", data={"dataset": "text", "partition": "natural", "path": str(SHAKESPEARE),
-                 "test_fraction": 0.1, "text": {"max_sequences": 8, "test_sequences": 64}}, model={"kind": "transformer", "family": "llama", "seq_len": 32,
-                  "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-                             "intermediate_size": 64, "vocab_size": 96,
-                             "max_position_embeddings": 32, "initializer_range": 0.18},
-                  "workloads": {"order": ["lora", "partial", "split"], "lora_ranks": [8, 4],
-                                "lora_targets": "all-linear", "partial_blocks": [1],
-                                "require_deadline": False}}, training={"epochs": 1, "batch_size": 8, "lr": 0.02, "optimizer": "adam"}, rounds=6, clients_per_round=10, overcommit=1.0, deadline_s=None, executor={"kind": "local"})
+    doc = small_doc(
+        name="tiny-shakespeare",
+        data={"dataset": "text", "partition": "natural", "path": str(SHAKESPEARE),
+              "test_fraction": 0.1, "text": {"max_sequences": 8, "test_sequences": 64}},
+        model={"kind": "transformer", "family": "llama", "seq_len": 32,
+               "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                          "intermediate_size": 64, "vocab_size": 96,
+                          "max_position_embeddings": 32, "initializer_range": 0.18},
+               "workloads": {"order": ["lora", "partial", "split"], "lora_ranks": [8, 4],
+                             "lora_targets": "all-linear", "partial_blocks": [1],
+                             "require_deadline": False}},
+        training={"epochs": 1, "batch_size": 8, "lr": 0.02, "optimizer": "adam"},
+        rounds=6, clients_per_round=10, overcommit=1.0, deadline_s=None,
+        executor={"kind": "local"})
     doc["population"]["size"] = 40
     path = run_scenario(parse_scenario(doc), runs_dir=str(tmp_path))
     rounds = pd.read_parquet(path / "rounds.parquet")
@@ -188,8 +194,8 @@ SCENARIO = "scenarios/llm-lora-heterogeneous.yaml"
 def _scenario_run(tmp_path, name, **over):
     import pandas as pd
 
-    from simulator.loop.runner import run_scenario
     from simulator.config.scenario import load_scenario
+    from simulator.loop.runner import run_scenario
     from tests.conftest import ROOT
 
     fast = {"rounds": 4, "clients_per_round": 10, "executor.kind": "local",

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,9 +22,9 @@ import yaml
 import simulator.io.recording as recording
 from simulator import FedFleetError
 from simulator.cli.main import main
+from simulator.config.scenario import parse_scenario
 from simulator.io.recording import Recorder
 from simulator.loop.runner import resume_run, run_scenario
-from simulator.config.scenario import parse_scenario
 from tests.conftest import small_doc
 
 PREFIX = "fedfleet: error: "

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.core import rng
 from simulator.aggregation import Partial, apply_fedavg
-from simulator.core.jobs import JobBatch
 from simulator.config.scenario import parse_scenario
+from simulator.core import rng
+from simulator.core.jobs import JobBatch
 from simulator.workloads.partial import coordinate_average, top_blocks, trains_block
 from simulator.workloads.width import embed, extract, sub_sizes, width_mask
 from tests.conftest import small_doc

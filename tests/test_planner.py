@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from simulator.config.scenario import parse_scenario
 from simulator.core.cost import estimate
+from simulator.fleet.population import Population
 from simulator.planning import make_planner
 from simulator.planning.base import FullModelPlanner
 from simulator.planning.capability import CapabilityPlanner
-from simulator.fleet.population import Population
-from simulator.config.scenario import parse_scenario
 
 GB = 1e9
 
@@ -37,7 +37,10 @@ def population(mem, flops, down=1e8, up=1e7, lat=0.05, samples=8) -> Population:
     """Hand-made clients: only the columns the planner reads matter."""
     mem = np.asarray(mem, np.float64)
     n = len(mem)
-    col = lambda v, dt=np.float64: np.broadcast_to(np.asarray(v, dt), (n,)).copy()
+
+    def col(v, dt=np.float64):
+        return np.broadcast_to(np.asarray(v, dt), (n,)).copy()
+
     return Population(
         profiles=(), profile_idx=np.zeros(n, np.int16), link_idx=np.zeros(n, np.int8),
         train_flops_per_s=col(flops), memory_bytes=mem, downlink_bits_per_s=col(down),
@@ -160,7 +163,7 @@ def build(m: dict, devs: list, deadline: float | None, require: bool):
              "workloads": {"order": order, "partial_blocks": [min(m["layers"], b) for b in (4, 1)],
                            "require_deadline": require}}
     sc = scenario(model, deadline=deadline, batch=2)
-    mem, flops, down, up, n = (np.array(x) for x in zip(*devs))
+    mem, flops, down, up, n = (np.array(x) for x in zip(*devs, strict=True))
     pop = population(mem, flops, down, up, 0.02, n)
     return CapabilityPlanner(sc, pop), pop, np.arange(len(devs))
 
@@ -236,7 +239,8 @@ def test_full_7b_fleet_scenario_under_60s(tmp_path: Path) -> None:
 
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "simulator.cli.main", "run",
-                    "scenarios/llm-7b-lora-fleet.yaml", "--no-dashboard", "--runs-dir", str(tmp_path), "--overwrite"], check=True,
+                    "scenarios/llm-7b-lora-fleet.yaml", "--no-dashboard", "--runs-dir",
+                    str(tmp_path), "--overwrite"], check=True,
                    timeout=120, capture_output=True)
     assert time.perf_counter() - t0 < 60
     r = pd.read_parquet(tmp_path / "llm-7b-lora-fleet" / "rounds.parquet")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
@@ -47,7 +47,7 @@ def test_catalog_loads_every_file(profiles: dict[str, DeviceProfile]) -> None:
 
 
 def test_required_classes_exist(profiles: dict[str, DeviceProfile]) -> None:
-    assert REQUIRED <= set(profiles), sorted(REQUIRED - set(profiles))
+    assert set(profiles) >= REQUIRED, sorted(REQUIRED - set(profiles))
 
 
 def test_every_section_has_a_source(profiles: dict[str, DeviceProfile]) -> None:
@@ -62,7 +62,7 @@ def test_effective_flops_ordering(profiles: dict[str, DeviceProfile]) -> None:
     chain = ["cloud-a100", "edge-server-l4", "laptop-rtx4060", "jetson-agx-orin",
              "jetson-orin-nano", "phone-flagship", "phone-midrange", "phone-lowend", "rpi5", "rpi4"]
     values = [_flops(profiles, n) for n in chain]
-    assert values == sorted(values, reverse=True), dict(zip(chain, values))
+    assert values == sorted(values, reverse=True), dict(zip(chain, values, strict=True))
     assert len(set(values)) == len(values)
     assert _flops(profiles, "laptop-rtx4060") > _flops(profiles, "laptop-cpu")
     assert _flops(profiles, "laptop-cpu") > _flops(profiles, "rpi5")

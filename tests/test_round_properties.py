@@ -12,9 +12,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.loop.simulation import build_population
-from simulator.loop.runner import run_scenario
 from simulator.config.scenario import parse_scenario
+from simulator.loop.runner import run_scenario
+from simulator.loop.simulation import build_population
 from tests.conftest import small_doc
 
 COUNT_COLUMNS = {"completed": "completed", "dropped": "dropped", "offline": "offline",

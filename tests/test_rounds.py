@@ -13,7 +13,8 @@ def timing(d, c, u):
 
 
 def test_cost_estimate_by_hand():
-    # Prepare: 1 MB down at 8 Mbit/s (1 s) + 0.1 s RTT; 1e9 FLOPs at 1e9 FLOP/s; 0.5 MB up at 4 Mbit/s.
+    # Prepare: 1 MB down at 8 Mbit/s (1 s) + 0.1 s RTT; 1e9 FLOPs at 1e9 FLOP/s;
+    # 0.5 MB up at 4 Mbit/s.
     cost = TaskCost(np.array([1e6]), np.array([5e5]), np.array([1e9]), np.array([0.0]))
     # Execute
     t = estimate(np.array([8e6]), np.array([4e6]), np.array([0.1]), np.array([1e9]), cost)

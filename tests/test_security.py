@@ -2,7 +2,8 @@
 
 * YAML goes through ``yaml.safe_load`` only: a ``!!python/...`` tag is a one-line error;
 * no pickle / eval / exec / unsafe loaders on user files anywhere in the engine or dashboards
-  (source scan), except the restricted unpickler in simulator/io/safe_pickle.py, which resolves no globals;
+  (source scan), except the restricted unpickler in simulator/io/safe_pickle.py, which resolves
+  no globals;
 * ``torch.load`` only with ``weights_only=True``; numpy never with ``allow_pickle=True``;
 * plugin classes are imported only when listed under the scenario's ``plugins:``;
 * run names cannot leave the runs directory;
@@ -27,7 +28,12 @@ import yaml
 
 from simulator import InputError
 from simulator.cli.main import main
-from simulator.config.scenario import ScenarioError, load_scenario, parse_scenario, validate_run_name
+from simulator.config.scenario import (
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+    validate_run_name,
+)
 from tests.conftest import ROOT, small_doc
 
 SOURCE_DIRS = ("simulator", "dashboards", "benchmarks")
@@ -38,7 +44,7 @@ def _sources(dirs: tuple[str, ...] = SOURCE_DIRS) -> list[Path]:
     return sorted(p for d in dirs if (ROOT / d).is_dir() for p in (ROOT / d).rglob("*.py"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _code_lines(path: Path) -> list[tuple[int, str]]:
     """Lines with comments and docstrings blanked (only code is scanned)."""
     text = path.read_text(encoding="utf-8")
@@ -223,7 +229,7 @@ def test_live_dashboard_binds_localhost_by_default() -> None:
             if isinstance(node, ast.FunctionDef) and node.name == "serve":
                 names = [a.arg for a in node.args.args]
                 defaults = dict(zip(names[len(names) - len(node.args.defaults):],
-                                    node.args.defaults))
+                                    node.args.defaults, strict=True))
                 host = defaults.get("host")
                 assert isinstance(host, ast.Constant) and host.value == "127.0.0.1"
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from simulator import InputError
+from simulator.config.scenario import parse_scenario
 from simulator.data.text import (
     CharVocab,
     build_text_dataset,
@@ -13,7 +14,6 @@ from simulator.data.text import (
     split_speakers,
     windows,
 )
-from simulator.config.scenario import parse_scenario
 from tests.conftest import SHARED_DATA, small_doc
 
 SHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from simulator.core import rng
 from simulator.aggregation import Partial, apply_fedavg
-from simulator.core.jobs import JobBatch
 from simulator.config.scenario import parse_scenario
+from simulator.core import rng
+from simulator.core.jobs import JobBatch
 from tests.conftest import small_doc
 
 torch = pytest.importorskip("torch")
@@ -81,7 +81,7 @@ def test_fixed_point_sum_is_order_independent_and_weighted():
     split = agg([0, 1, 2]).merge(agg([3, 4, 5, 6]))
     assert np.array_equal(a.sum_q, b.sum_q) and np.array_equal(a.sum_q, split.sum_q)
     new = apply_fedavg(np.zeros(50), a)
-    expect = sum(w * d for w, d in zip(weights, deltas)) / sum(weights)
+    expect = sum(w * d for w, d in zip(weights, deltas, strict=True)) / sum(weights)
     assert np.allclose(new, expect, atol=1e-9)
 
 
