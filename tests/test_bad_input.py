@@ -1,6 +1,7 @@
 """Malformed scenarios, profiles and traces: exit code 2, one line per problem, no traceback.
 
-Every case goes through the CLI (``simulator.cli.main.main``, in-process) and checks that each stderr
+Every case goes through the CLI (``simulator.cli.main.main``, in-process) and checks that each
+stderr
 line starts with ``fedfleet: error: ``, names the field, and that no run directory was created.
 A few cases also run as a real subprocess (``python -m simulator.cli.main``).
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml

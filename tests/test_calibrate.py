@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import InputError
-from simulator.workloads.calibration import calibrate_main, fedscale_device_columns, fit_overhead_and_rate
 from simulator.cli.main import main as cli_main
+from simulator.cli.profiles import calibrate_main
 from simulator.core.cost import TaskCost, estimate, fedscale_completion_s
 from simulator.fleet.profiles import load_profile
+from simulator.workloads.calibration import fedscale_device_columns, fit_overhead_and_rate
 from tests.conftest import ROOT
 
 
@@ -55,6 +56,25 @@ def test_calibrate_writes_a_valid_measured_profile(tmp_path, capsys):
     assert "ms/step" in capsys.readouterr().out
 
 
+def test_calibration_library_logs_and_the_cli_prints(tmp_path, capsys, caplog):
+    """The library (workloads/calibration.py) never prints; `fedfleet profiles calibrate` does."""
+    import logging
+
+    from simulator.config.scenario import load_scenario
+    from simulator.workloads.calibration import calibrate
+
+    sc = load_scenario(ROOT / "scenarios" / "quickstart.yaml")
+    written = []
+    with caplog.at_level(logging.INFO, logger="simulator.workloads.calibration"):
+        done = calibrate(sc, tmp_path / "lib.yaml", 0.3, on_written=lambda f, p: written.append(p))
+    assert capsys.readouterr().out == ""
+    assert [p for _, p in done] == written and written[0] == tmp_path / "lib.yaml"
+    msgs = [r.getMessage() for r in caplog.records if r.name == "simulator.workloads.calibration"]
+    assert any(m.startswith("cpu: step overhead") and str(tmp_path / "lib.yaml") in m for m in msgs)
+    with pytest.raises(InputError, match=r"^--out: expected a \.yaml path"):
+        calibrate(sc, tmp_path / "lib.txt", 0.3)
+
+
 def test_calibrate_usage_errors(tmp_path, capsys):
     with pytest.raises(InputError, match="usage"):
         calibrate_main(argparse.Namespace(paths=[], out=None))
@@ -94,9 +114,9 @@ def test_cost_model_reproduces_fedscale_completion_time(batch, steps, ms, model_
 def test_fedscale_parity_through_the_planner_with_a_clock_proxy():
     # The engine's own path: a clock proxy of P fp32 parameters is model_kbit = 32 P / 1000;
     # FedScale counts one transfer, the planner two (down and up), so downloads are made free.
+    from simulator.config.scenario import parse_scenario
     from simulator.loop.simulation import build_population
     from simulator.planning import make_planner
-    from simulator.config.scenario import parse_scenario
     from tests.conftest import small_doc
 
     sc = parse_scenario(small_doc(mode="analytic", **{"model.clock_proxy": {

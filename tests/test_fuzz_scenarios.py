@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from simulator import InputError
-from simulator.config.scenario import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml
+from simulator.config.scenario import (
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+    read_yaml,
+)
 from tests.conftest import small_doc
 
 FUZZ = settings(max_examples=500, deadline=None,
@@ -95,9 +101,8 @@ def _set(doc: dict[str, Any], path: Path_, value: Any) -> None:
         else:
             return
     last = path[-1]
-    if isinstance(node, dict):
-        node[last] = value
-    elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+    if isinstance(node, dict) or (isinstance(node, list) and isinstance(last, int)
+                                  and last < len(node)):
         node[last] = value
 
 

@@ -250,3 +250,17 @@ def test_client_hook_changes_local_training(tmp_path: Path, batched: bool) -> No
     pd.testing.assert_frame_equal(base, zero, check_exact=True)  # mu = 0 is FedAvg, bit for bit
     # a strong pull to the global model: local steps move less, so training loss falls less
     assert strong["train_loss"].iloc[-1] > base["train_loss"].iloc[-1]
+
+
+def test_client_hook_on_a_model_that_ignores_it_is_refused() -> None:
+    """A workload that would silently skip the strategy's client side is refused up front."""
+    from simulator import FedFleetError
+    from simulator.config.scenario import load_scenario
+    from simulator.loop.simulation import build_parts
+
+    root = Path(__file__).resolve().parents[1]
+    sc = load_scenario(root / "scenarios" / "llm-lora-heterogeneous.yaml",
+                       overrides={"plugins": [PLUGIN], "aggregation.strategy": "test_proximal",
+                                  "rounds": 1})
+    with pytest.raises(FedFleetError, match=r"aggregation\.strategy.*model\.kind 'transformer'"):
+        build_parts(sc)

@@ -12,7 +12,8 @@ def test_scenario_reference_is_current():
     with redirect_stdout(buf):
         scenario_doc.main()
     committed = (ROOT / "docs" / "scenario.md").read_text()
-    assert buf.getvalue() == committed, "run: python -m simulator.config.reference > docs/scenario.md"
+    assert buf.getvalue() == committed, (
+        "run: python -m simulator.config.reference > docs/scenario.md")
 
 
 def test_every_shipped_scenario_validates():

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import InputError
-from simulator.core import outcomes as R
-from simulator.io.checkpoint import load_checkpoint, save_checkpoint
+from simulator.config.scenario import ScenarioError, parse_scenario
 from simulator.config.selection import (
     BUILTIN_POLICIES,
     DeadlineParams,
@@ -21,8 +20,9 @@ from simulator.config.selection import (
     PowerOfChoiceParams,
     TiflParams,
 )
+from simulator.core import outcomes as R
 from simulator.fleet.population import Population
-from simulator.config.scenario import ScenarioError, parse_scenario
+from simulator.io.checkpoint import load_checkpoint, save_checkpoint
 from simulator.selection import RoundContext, RoundFeedback, make_selector
 from simulator.selection.base import known_policies
 from simulator.selection.common import weighted_sample
@@ -314,7 +314,7 @@ def test_plugin_accepted_only_when_listed():
 
 
 def test_scenario_selection_fields_are_validated():
-    bad = [({"selection.policy": "oortt"}, "selection.policy: unknown policy 'oortt'"),
+    bad = [({"selection.policy": "oortt"}, "selection.policy: unknown selection policy 'oortt'"),
            ({"selection.oort.alpha": -1}, "selection.oort.alpha"),
            ({"selection.oort.bogus": 1}, "selection.oort.bogus: unknown field"),
            ({"selection.tifl.tiers": 0}, "selection.tifl.tiers"),
@@ -361,7 +361,7 @@ def test_state_dict_round_trip_restores_identical_selections(policy, tmp_path):
     b.load_state_dict(load_checkpoint(tmp_path).selector_state)
     pa = _drive(a, pop, est, loss, outcome, range(8, 20))
     pb = _drive(b, pop, est, loss, outcome, range(8, 20))
-    for x, y in zip(pa, pb):
+    for x, y in zip(pa, pb, strict=True):
         assert np.array_equal(x, y)
 
 

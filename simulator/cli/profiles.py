@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from simulator import InputError
 
@@ -43,11 +45,33 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibrate(args: argparse.Namespace) -> int:
-    from simulator.workloads.calibration import calibrate_main
+def calibrate_main(args: argparse.Namespace) -> int:
+    """``args.paths[0]`` is the scenario, ``args.out`` the profile to write; prints a summary of
+    each fit (simulator/workloads/calibration.py measures and writes)."""
+    paths = list(getattr(args, "paths", []) or [])
+    if len(paths) != 1 or not getattr(args, "out", None):
+        raise InputError("profiles calibrate",
+                         "usage: fedfleet profiles calibrate SCENARIO.yaml --out PROFILE.yaml")
+    from simulator.config.scenario import load_scenario
+    from simulator.workloads.calibration import calibrate
 
-    return calibrate_main(args)
+    sc = load_scenario(paths[0])
+    budget = float(getattr(args, "budget_s", 0.0) or 6.0)
+    calibrate(sc, args.out, budget, on_written=print_fit)
+    return 0
+
+
+def print_fit(fit: Any, path: Path) -> None:
+    """The summary of one calibration fit (a ``calibration.Fit``) and where it was written."""
+    print(f"{fit.device}: step overhead {fit.step_overhead_s * 1e3:.3f} ms, training "
+          f"{fit.train_flops_per_s / 1e9:.2f} GFLOP/s, peak {fit.peak_flops_per_s / 1e9:.2f} "
+          f"GFLOP/s (batch {fit.batch})")
+    for s, p, t in fit.points:
+        pred = fit.predict_step_s(p)
+        print(f"  hidden {s[1:-1]!s:<14} {p:>10,} params  {t * 1e3:8.3f} ms/step  "
+              f"model {pred * 1e3:8.3f} ms  ({100 * (pred - t) / t:+.1f}%)")
+    print(f"wrote {path}")
 
 
 def profiles_main(args: argparse.Namespace) -> int:
-    return {"list": _list, "import": _import, "calibrate": _calibrate}[args.action](args)
+    return {"list": _list, "import": _import, "calibrate": calibrate_main}[args.action](args)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationInfo, field_validator
+
+# A part's name (model.kind, data.dataset, selection.policy, ...): looked up in the registries of
+# simulator/core/registry.py after plugins are imported; the pattern keeps it printable and short.
+# Dots allow a selection policy's class path (``mypkg.selectors.Mine``).
+PART_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
+# ``params`` of a plugin part (model.params, data.params, selection.params): a mapping from
+# parameter names (identifiers, so every error line stays one printable line) to values, which the
+# part's own params model validates.
+PluginParams = dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
+                    Any]
 
 
 def _bool_for_number(v: Any, annotation: Any) -> bool:

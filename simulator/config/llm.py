@@ -146,10 +146,7 @@ class ModelSpec:
         """
         total = 0
         for lin in self.linears:
-            if targets == "all-linear":
-                hit = not lin.is_output
-            else:
-                hit = lin.name in targets
+            hit = not lin.is_output if targets == "all-linear" else lin.name in targets
             if not hit or (blocks_only and not lin.in_blocks):
                 continue
             total += rank * (lin.d_in + lin.d_out) * (1 if blocks_only else lin.count)
@@ -264,31 +261,31 @@ def _linears(family: str, c: dict[str, Any]) -> tuple[tuple[Linear, ...], int, i
     if family == "llama":
         d = c.get("head_dim") or h // a
         kv = c.get("num_key_value_heads") or a
-        I = c["intermediate_size"]
+        inter = c["intermediate_size"]
         lin = (Linear("q_proj", h, a * d, L, True), Linear("k_proj", h, kv * d, L, True),
                Linear("v_proj", h, kv * d, L, True), Linear("o_proj", a * d, h, L, True),
-               Linear("gate_proj", h, I, L, True), Linear("up_proj", h, I, L, True),
-               Linear("down_proj", I, h, L, True), Linear("lm_head", h, V, 1, False, True))
+               Linear("gate_proj", h, inter, L, True), Linear("up_proj", h, inter, L, True),
+               Linear("down_proj", inter, h, L, True), Linear("lm_head", h, V, 1, False, True))
         ab = (a * d + 2 * kv * d + h) if c.get("attention_bias") else 0
-        mb = (2 * I + h) if c.get("mlp_bias") else 0
+        mb = (2 * inter + h) if c.get("mlp_bias") else 0
         block = sum(x.d_in * x.d_out for x in lin[:7]) + ab + mb + 2 * h
         emb = V * h
         other = h + (0 if c.get("tie_word_embeddings") else V * h)
     elif family == "gpt2":
-        I = c.get("intermediate_size") or 4 * h
+        inter = c.get("intermediate_size") or 4 * h
         lin = (Linear("c_attn", h, 3 * h, L, True), Linear("c_proj", h, h, L, True),
-               Linear("c_fc", h, I, L, True), Linear("c_proj", I, h, L, True),
+               Linear("c_fc", h, inter, L, True), Linear("c_proj", inter, h, L, True),
                Linear("lm_head", h, V, 1, False, True))
-        block = (h * 3 * h + 3 * h) + (h * h + h) + (h * I + I) + (I * h + h) + 4 * h
+        block = (h * 3 * h + 3 * h) + (h * h + h) + (h * inter + inter) + (inter * h + h) + 4 * h
         emb = V * h + P * h
         other = 2 * h + (0 if c.get("tie_word_embeddings", True) else V * h)
     else:  # bert (BertForMaskedLM: no pooler; prediction head transform + decoder)
-        I = c["intermediate_size"]
+        inter = c["intermediate_size"]
         lin = (Linear("query", h, h, L, True), Linear("key", h, h, L, True),
                Linear("value", h, h, L, True), Linear("dense", h, h, L, True),
-               Linear("dense", h, I, L, True), Linear("dense", I, h, L, True),
+               Linear("dense", h, inter, L, True), Linear("dense", inter, h, L, True),
                Linear("dense", h, h, 1, False), Linear("decoder", h, V, 1, False, True))
-        block = 4 * (h * h + h) + (h * I + I) + (I * h + h) + 4 * h
+        block = 4 * (h * h + h) + (h * inter + inter) + (inter * h + h) + 4 * h
         emb = V * h + P * h + c.get("type_vocab_size", 2) * h
         other = 2 * h + (h * h + h) + 2 * h + V + (0 if c.get("tie_word_embeddings", True)
                                                   else V * h)
@@ -299,12 +296,12 @@ def spec_from_config(family: str, cfg: dict[str, Any]) -> ModelSpec:
     """Closed-form :class:`ModelSpec` from a resolved canonical config."""
     lin, block, emb, other = _linears(family, cfg)
     h, L, a = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
-    I = cfg.get("intermediate_size") or 4 * h
+    inter = cfg.get("intermediate_size") or 4 * h
     tied = bool(cfg.get("tie_word_embeddings", family != "llama"))
     return ModelSpec(
         family=family, num_layers=L, hidden=h, heads=a,
         kv_heads=cfg.get("num_key_value_heads") or a,
-        head_dim=cfg.get("head_dim") or h // a, intermediate=I, vocab=cfg["vocab_size"],
+        head_dim=cfg.get("head_dim") or h // a, intermediate=inter, vocab=cfg["vocab_size"],
         max_positions=cfg["max_position_embeddings"], tied_embeddings=tied,
         total_params=emb + L * block + other, embedding_params=emb, block_params=block,
         lm_head_matmul_params=cfg["vocab_size"] * h, linears=lin,

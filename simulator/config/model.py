@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from simulator.config.base import PART_NAME, PluginParams
 from simulator.config.base import Strict as _Strict
 
 
@@ -34,13 +35,17 @@ class Compression(_Strict):
     index_bytes: float = Field(4.0, gt=0, le=8)
 
 
-WorkloadKind = Literal["full", "lora", "partial", "split", "width"]
+# full, lora, partial, split, width, or one a plugin registers (core/registry.py WORKLOADS)
+WorkloadKind = Annotated[str, Field(pattern=PART_NAME)]
 
 
 class WorkloadSettings(_Strict):
     """The capability planner's ordered fallbacks (simulator/planning/capability.py)."""
 
-    order: tuple[WorkloadKind, ...] = Field(("lora", "partial", "split"), min_length=1)
+    order: tuple[WorkloadKind, ...] = Field(("lora", "partial", "split"), min_length=1,
+                                            description=(
+        "workload kinds, most preferred first: full, lora, partial, split, width, or one a "
+        "plugin registers"))
     lora_ranks: tuple[int, ...] = Field((64, 32, 16, 8, 4), min_length=1)
     lora_targets: tuple[str, ...] | Literal["all-linear"] | None = None  # None: family default
     partial_blocks: tuple[int, ...] = Field((8, 4, 2, 1), min_length=1)
@@ -55,7 +60,7 @@ class WorkloadSettings(_Strict):
     compression: Compression = Compression()
 
     @model_validator(mode="after")
-    def _lists(self) -> "WorkloadSettings":
+    def _lists(self) -> WorkloadSettings:
         if len(set(self.order)) != len(self.order):
             raise ValueError("order: each workload kind at most once")
         for name in ("lora_ranks", "partial_blocks", "split_cuts"):
@@ -68,7 +73,14 @@ class WorkloadSettings(_Strict):
 
 
 class Model(_Strict):
-    kind: Literal["mlp", "transformer"] = "mlp"
+    """``kind`` names a model kind (simulator/core/registry.py ``MODEL_KINDS``); fields only some
+    kinds read (``clock_proxy``: mlp; ``family``, ``preset``, ``config``, ``config_path``:
+    transformer) are refused for the others, as the kinds declare."""
+
+    kind: str = Field("mlp", pattern=PART_NAME, description=(
+        "mlp, transformer, or one a plugin listed under plugins: registers"))
+    params: PluginParams = Field(default_factory=dict, description=(
+        "parameters of a plugin model kind, validated by its own schema"))
     hidden: tuple[int, ...] = Field((64, 32), max_length=8)
     clock_proxy: ClockProxy | None = None
     # kind: transformer (docs/large-models.md); checked in full by planning.llm_config
@@ -88,14 +100,3 @@ class Model(_Strict):
             if not 1 <= h <= 65536:
                 raise ValueError("hidden sizes must be integers in [1, 65536]")
         return v
-
-    @model_validator(mode="after")
-    def _kind_fields(self) -> "Model":
-        if self.kind == "mlp":
-            extra = [f for f in ("family", "preset", "config", "config_path")
-                     if getattr(self, f) is not None]
-            if extra:
-                raise ValueError(f"{', '.join(extra)}: only for kind 'transformer'")
-        elif self.clock_proxy is not None:
-            raise ValueError("clock_proxy: only for kind 'mlp' (transformers are costed exactly)")
-        return self

@@ -1,4 +1,5 @@
-"""Generate docs/scenario.md from the pydantic scenario schema: `python -m simulator.config.reference`."""
+"""Generate docs/scenario.md from the pydantic scenario schema:
+`python -m simulator.config.reference`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from simulator.config.scenario import Scenario
 
 HEADER = """# Scenario reference
 
-Generated from `simulator/config/scenario.py` by `python -m simulator.config.reference > docs/scenario.md`
+Generated from `simulator/config/scenario.py` by `python -m simulator.config.reference > \
+docs/scenario.md`
 (a test checks it is current). Unknown fields are errors. Sizes are counts, times are simulated
 seconds, rates per second. Any field can be overridden with `fedfleet run FILE --set path=value`.
 
@@ -20,6 +22,13 @@ seconds, rates per second. Any field can be overridden with `fedfleet run FILE -
 
 
 def _type_name(ann: object) -> str:
+    if "Annotated" in str(ann):  # constrained items (plugin params keys, workload names): the base
+        if typing.get_origin(ann) is typing.Annotated:
+            return _type_name(typing.get_args(ann)[0])
+        origin, args = typing.get_origin(ann), typing.get_args(ann)
+        if origin in (dict, tuple, list) and args:
+            inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
+            return f"{origin.__name__}[{inner}]"
     s = str(ann).replace("typing.", "")
     for junk in ("<class '", "'>", "simulator.config.scenario."):
         s = s.replace(junk, "")

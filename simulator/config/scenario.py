@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from simulator import FedFleetError, InputError
-from simulator.config.hierarchy import Hierarchy, hierarchy_problems
-from simulator.config.selection import SelectionBase, selection_problems
-from simulator.config.privacy import Privacy, SecureAggregation, privacy_problems
+from simulator.config.base import PART_NAME, PluginParams
 from simulator.config.base import Strict as _Strict
-from simulator.config.model import (ClockProxy, Compression, Model,  # noqa: F401  (re-exported)
-                                      WorkloadSettings)
+from simulator.config.hierarchy import Hierarchy, hierarchy_problems
+from simulator.config.model import ClockProxy, Compression, Model, WorkloadSettings  # noqa: F401  (re-exported)
+from simulator.config.privacy import Privacy, SecureAggregation, privacy_problems
+from simulator.config.selection import SelectionBase, selection_problems
 
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_CLIENTS = 100_000_000
@@ -32,7 +31,8 @@ class ScenarioError(FedFleetError):
 
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
-        super().__init__(lines[0] if len(lines) == 1 else f"{len(lines)} problems: " + "; ".join(lines))
+        super().__init__(lines[0] if len(lines) == 1
+                         else f"{len(lines)} problems: " + "; ".join(lines))
 
 
 class MixEntry(_Strict):
@@ -52,7 +52,7 @@ class Population(_Strict):
         None, gt=0, le=1000, description="full recharge time while idle in the window; null: none")
 
     @model_validator(mode="after")
-    def _shares(self) -> "Population":
+    def _shares(self) -> Population:
         total = sum(m.share for m in self.mix)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"mix shares must sum to 1 (got {total:g})")
@@ -82,8 +82,18 @@ class TextData(_Strict):
 
 
 class Data(_Strict):
-    dataset: Literal["digits", "synthetic", "text"] = "digits"
-    partition: Literal["iid", "dirichlet", "shards", "natural"] = "iid"
+    """``dataset`` and ``partition`` name registered parts (simulator/core/registry.py
+    ``DATASETS``, ``PARTITIONERS``); a plugin's parameters go in ``params`` /
+    ``partition_params``."""
+
+    dataset: str = Field("digits", pattern=PART_NAME, description=(
+        "digits, synthetic, text, or one a plugin listed under plugins: registers"))
+    partition: str = Field("iid", pattern=PART_NAME, description=(
+        "iid, dirichlet, shards, natural (text), or one a plugin registers"))
+    params: PluginParams = Field(default_factory=dict, description=(
+        "parameters of a plugin dataset, validated by its own schema"))
+    partition_params: PluginParams = Field(default_factory=dict, description=(
+        "parameters of a plugin partitioner, validated by its own schema"))
     alpha: float = Field(0.5, gt=0, le=1e4, description="Dirichlet concentration")
     shards_per_client: int = Field(2, ge=1, le=100)
     test_fraction: float = Field(0.2, gt=0, lt=1)
@@ -189,13 +199,16 @@ class Scenario(_Strict):
     aggregation: Aggregation = Aggregation()
     executor: Executor = Executor()
     output: Output = Output()
-    plugins: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = Field((), description=(
+        "modules imported before the parts are looked up (they register model kinds, datasets, "
+        "policies ... with simulator.register_*), or selection policy class paths "
+        "(docs/plugins.md)"))
     privacy: Privacy = Privacy()
     secure_aggregation: SecureAggregation = SecureAggregation()
     hierarchy: Hierarchy | None = None
 
     @model_validator(mode="after")
-    def _cross(self) -> "Scenario":
+    def _cross(self) -> Scenario:
         if self.clients_per_round > self.population.size:
             raise ValueError(
                 f"clients_per_round ({self.clients_per_round}) exceeds population.size "
@@ -283,7 +296,8 @@ def format_errors(err: ValidationError) -> list[str]:
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         if e["type"] == "literal_error":
-            msg = f"got {_short_repr(e.get('input'))}; " + msg.replace("Input should be", "allowed:")
+            msg = (f"got {_short_repr(e.get('input'))}; "
+                   + msg.replace("Input should be", "allowed:"))
         lines.append(f"{loc or '(top level)'}: {msg}")
     return lines
 
@@ -314,14 +328,8 @@ def _check_references(sc: Scenario) -> list[str]:
             found = True
         if not found:
             lines.append(f"data.path: file not found: '{sc.data.path}'")
-    if sc.data.dataset != "text" and sc.data.partition == "natural":
-        lines.append("data.partition: 'natural' needs dataset 'text' (allowed: iid, dirichlet, shards)")
     if sc.data.dataset == "text" and sc.data.text.source == "path" and sc.data.path is None:
         lines.append("data.path: required when data.text.source is 'path'")
-    if sc.model.kind == "transformer":
-        from simulator.config.llm import check_model  # pure: no torch
-
-        lines += check_model(sc.model)
     lines += selection_problems(sc)
     lines += part_problems(sc)
     lines += privacy_problems(sc, known) + hierarchy_problems(sc, known)
@@ -337,7 +345,7 @@ def part_problems(sc: Scenario) -> list[str]:
     try:
         load_plugins(sc.plugins)
     except InputError as exc:
-        return [str(exc)]
+        return [_plugin_error(sc, exc)]
     lines: list[str] = []
     for reg, name in ((TRIGGERS, sc.trigger), (STRATEGIES, sc.strategy)):
         try:
@@ -354,6 +362,98 @@ def part_problems(sc: Scenario) -> list[str]:
             if used and feature not in declared:
                 lines.append(f"{FEATURES[feature]}: not supported by aggregation trigger "
                              f"'{sc.trigger}' (it supports: {', '.join(sorted(declared))})")
+    lines += registry_problems(sc)
+    return lines
+
+
+def _plugin_error(sc: Scenario, exc: InputError) -> str:
+    """A plugin that fails to import, named as the selection policy when it is one."""
+    for i, path in enumerate(sc.plugins):
+        if exc.field == f"plugins[{i}]" and path == sc.selection.policy:
+            return f"selection.policy: plugin '{path}' (plugins[{i}]) {exc.message}"
+    return str(exc)
+
+
+def registry_problems(sc: Scenario) -> list[str]:
+    """Model kind, dataset, partitioner, workload kinds and selection policy (after plugins are
+    imported): each is registered (simulator/core/registry.py), of its kind and takes the
+    parameters given; the partitioner fits the dataset and the model block the kind, as their
+    declarations say. (The model kind against the dataset is checked when the parts are built:
+    ``fedfleet validate`` and the start of a run.)"""
+    from simulator.core.registry import (
+        DATASETS,
+        MODEL_KINDS,
+        PARTITIONERS,
+        POLICIES,
+        WORKLOADS,
+        declared,
+        lookup,
+        mismatch,
+        parse_params_with,
+    )
+
+    lines: list[str] = []
+
+    def check(fn: Any, *args: Any) -> bool:
+        try:
+            fn(*args)
+        except InputError as exc:
+            lines.append(str(exc))
+            return False
+        return True
+
+    m, d, sel = sc.model, sc.data, sc.selection
+    known = {}
+    for reg, name, raw, where in ((MODEL_KINDS, m.kind, m.params, "model.params"),
+                                  (DATASETS, d.dataset, d.params, "data.params"),
+                                  (PARTITIONERS, d.partition, d.partition_params,
+                                   "data.partition_params")):
+        known[reg.field] = check(reg.load, name) and check(reg.parse_params, name, raw, where)
+    for i, kind in enumerate(m.workloads.order):
+        try:
+            WORKLOADS.load(kind)
+        except InputError as exc:
+            lines.append(f"{exc.field}[{i}]: {exc.message}")
+    try:
+        _, model = lookup(POLICIES, sel.policy, sc.plugins)
+    except InputError as exc:
+        lines.append(str(exc))
+    else:
+        if model is not None:
+            check(parse_params_with, POLICIES, sel.policy, model, sel.params, "selection.params")
+        elif sel.params:
+            block = (f"; '{sel.policy}' takes its parameters in selection.{sel.policy}"
+                     if sel.policy in type(sel).model_fields else "")
+            lines.append(f"selection.params: selection policy '{sel.policy}' takes no "
+                         f"parameters (got {', '.join(sorted(map(str, sel.params)))}){block}")
+    if known["data.partition"] and known["data.dataset"]:
+        bad = mismatch(PARTITIONERS, d.partition, DATASETS, d.dataset, "split", "needs", "has")
+        if bad:
+            lines.append(bad)
+    if not known["model.kind"]:
+        return lines
+    # Fields of model: that only some kinds read (their uses: declarations) are refused for the
+    # others, e.g. model.preset for an mlp.
+    before = len(lines)
+    users: dict[str, list[str]] = {}
+    for n in MODEL_KINDS.names():
+        for f in declared(MODEL_KINDS.entry(n), "uses"):
+            users.setdefault(f, []).append(n)
+    for f, kinds in sorted(users.items()):
+        if m.kind not in kinds and f in type(m).model_fields and getattr(m, f) is not None:
+            lines.append(f"model.{f}: only for kind {' or '.join(repr(k) for k in kinds)} "
+                         f"(model.kind is '{m.kind}')")
+    if len(lines) == before:  # the kind's own checks of its model: block (a transformer's ...)
+        from simulator.core.registry import model_kind
+
+        try:
+            kind = model_kind(sc, check_data=False)
+            lines += [str(x) for x in getattr(kind, "problems", list)()]
+        except InputError as exc:
+            lines.append(str(exc))
+        except Exception as exc:  # a plugin kind's own error: one line, not a traceback
+            why = (str(exc).splitlines() or [""])[0][:200]
+            lines.append(f"model.kind: building '{m.kind}' failed ({type(exc).__name__}: {why})")
     return lines
 
 

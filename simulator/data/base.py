@@ -1,20 +1,33 @@
-"""Dataset protocol and the tabular datasets: scikit-learn's digits and LEAF synthetic.
+"""Dataset protocol, ``build_dataset`` (through the ``DATASETS`` registry) and the digits pool.
 
 Partitioning scales to any population size by *sampling*: each client draws its shard from the
-training pool with its own label distribution (uniform for ``iid``, Dirichlet(alpha) for
-``dirichlet``, ``shards_per_client`` classes for ``shards``), without replacement inside a client
-and independently across clients. Client sizes are log-normal around ``samples_per_client``.
+training pool with its own label distribution (the ``data.partition`` partitioner's,
+simulator/data/partition.py: the pool's mix for ``iid``, Dirichlet(alpha) for ``dirichlet``,
+``shards_per_client`` classes for ``shards``), without replacement inside a client and
+independently across clients. Client sizes are log-normal around ``samples_per_client``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from simulator import InputError
 from simulator.core import rng as rngmod
+from simulator.core.registry import (
+    DATASETS,
+    MODEL_KINDS,
+    check_model_data,
+    declared,
+    ensure_plugins,
+)
+from simulator.data.partition import PartitionSpec, partition_spec, partitioner
+from simulator.data.sizes import analytic_dataset, client_sizes
+
+__all__ = ["FederatedDataset", "PooledDataset", "build_dataset", "build_run_dataset",
+           "client_sizes", "load_digits_pool"]
 
 
 class FederatedDataset(Protocol):
@@ -26,12 +39,6 @@ class FederatedDataset(Protocol):
     def client_data(self, cid: int) -> tuple[np.ndarray, np.ndarray]: ...
 
     def test_data(self) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def client_sizes(n: int, median: int, sigma: float, seed: int) -> np.ndarray:
-    g = rngmod.stream(seed, rngmod.PARTITION, 0)
-    sizes = np.rint(median * np.exp(sigma * g.standard_normal(n)))
-    return np.maximum(sizes, 2).astype(np.int64)
 
 
 @dataclass
@@ -50,21 +57,18 @@ class PooledDataset:
     seed: int
     kind: str = "classification"
 
+    partition_params: Any = None  # the partitioner's validated data.partition_params
+
     def __post_init__(self) -> None:
         self.n_features = int(self.x_train.shape[1])
         self._by_class = [np.flatnonzero(self.y_train == c) for c in range(self.n_classes)]
+        self._spec = PartitionSpec(self.partition, self.alpha, self.shards_per_client,
+                                   self.partition_params)
+        self._mix = partitioner(self._spec)
+        self._class_sizes = np.array([len(ix) for ix in self._by_class], dtype=np.float64)
 
     def _label_probs(self, g: np.random.Generator) -> np.ndarray:
-        c = self.n_classes
-        if self.partition == "iid":
-            p = np.array([len(ix) for ix in self._by_class], dtype=np.float64)
-        elif self.partition == "dirichlet":
-            p = g.dirichlet(np.full(c, self.alpha))
-        else:  # shards: a few classes per client
-            k = min(self.shards_per_client, c)
-            p = np.zeros(c)
-            p[g.choice(c, size=k, replace=False)] = 1.0
-        return p / p.sum()
+        return np.asarray(self._mix(g, self._class_sizes, self._spec), dtype=np.float64)
 
     def client_indices(self, cid: int) -> np.ndarray:
         g = rngmod.stream(self.seed, rngmod.PARTITION, 1, cid)
@@ -101,23 +105,46 @@ def load_digits_pool(test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
     return x[tr], y[tr], x[te], y[te]
 
 
-def build_dataset(scenario, population_size: int) -> FederatedDataset:  # type: ignore[no-untyped-def]
-    """Build the scenario's dataset for ``population_size`` clients."""
+def build_digits(scenario: Any, population_size: int, params: Any = None) -> PooledDataset:
+    """``data.dataset: digits``: scikit-learn's 8x8 digits (1,797 images, bundled)."""
     d = scenario.data
     seed = scenario.seed
-    if d.dataset == "digits":
-        xtr, ytr, xte, yte = load_digits_pool(d.test_fraction, seed)
-        sizes = client_sizes(population_size, d.samples_per_client, d.size_sigma, seed)
-        return PooledDataset(xtr, ytr, xte, yte, 10, sizes, d.partition, d.alpha,
-                             d.shards_per_client, seed)
-    if d.dataset == "synthetic":
-        from simulator.data.synthetic import SyntheticLeaf
+    spec = partition_spec(d)
+    xtr, ytr, xte, yte = load_digits_pool(d.test_fraction, seed)
+    sizes = client_sizes(population_size, d.samples_per_client, d.size_sigma, seed)
+    return PooledDataset(xtr, ytr, xte, yte, 10, sizes, spec.name, spec.alpha,
+                         spec.shards_per_client, seed, partition_params=spec.params)
 
-        return SyntheticLeaf(d.synthetic, population_size, seed)
-    if d.dataset == "text":
-        try:
-            from simulator.data.text import build_text_dataset
-        except ImportError:  # pragma: no cover - text support ships with the LLM workloads
-            raise InputError("data.dataset", "text datasets are not available in this build") from None
-        return build_text_dataset(scenario, population_size)
-    raise InputError("data.dataset", f"unknown dataset {d.dataset!r} (allowed: digits, synthetic, text)")
+
+DATASET_ATTRS = ("n_samples", "n_features", "n_classes", "client_data", "test_data")
+
+
+def build_dataset(scenario: Any, population_size: int) -> FederatedDataset:
+    """Build the scenario's dataset for ``population_size`` clients: the ``data.dataset`` builder
+    of simulator/core/registry.py ``DATASETS``, with its validated ``data.params``. The
+    scenario's model kind must train on what it gives (``InputError`` naming ``model.kind``)."""
+    ensure_plugins(scenario)
+    check_model_data(scenario)
+    d = scenario.data
+    build = DATASETS.load(d.dataset)
+    params = DATASETS.parse_params(d.dataset, getattr(d, "params", None), "data.params")
+    ds = build(scenario, population_size, params)
+    missing = [a for a in DATASET_ATTRS if not hasattr(ds, a)]
+    if missing:
+        raise InputError("data.dataset", f"dataset '{d.dataset}' built a "
+                         f"{type(ds).__name__} without {', '.join(missing)}")
+    if len(ds.n_samples) != population_size:
+        raise InputError("data.dataset", f"dataset '{d.dataset}' gave {len(ds.n_samples)} "
+                         f"client sizes for {population_size} clients")
+    return ds
+
+
+def build_run_dataset(scenario: Any, population_size: int) -> Any:
+    """What a run needs: client sizes only in ``mode: analytic`` when the model kind declares
+    ``analytic:sizes`` (no corpus is built), else :func:`build_dataset`."""
+    kind = scenario.model.kind
+    if (scenario.mode == "analytic" and kind in MODEL_KINDS
+            and "sizes" in declared(MODEL_KINDS.entry(kind), "analytic")):
+        return analytic_dataset(scenario, population_size)
+    return build_dataset(scenario, population_size)
+

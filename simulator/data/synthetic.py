@@ -9,6 +9,8 @@ Each client is generated on demand from (seed, client), so any population size w
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from simulator.core import rng as rngmod
@@ -25,7 +27,8 @@ class SyntheticLeaf:
         g = rngmod.stream(seed, rngmod.PARTITION, 0)
         # LEAF draws sizes from lognormal(4, 2); we scale the median to ``mean_samples``.
         raw = g.lognormal(0.0, 1.0, population_size)
-        self.n_samples = np.maximum(np.rint(raw * cfg.mean_samples / np.exp(0.5)), 2).astype(np.int64)
+        self.n_samples = np.maximum(np.rint(raw * cfg.mean_samples / np.exp(0.5)),
+                                    2).astype(np.int64)
         self._cov_diag = np.arange(1, cfg.dim + 1, dtype=np.float64) ** -1.2
         self._test: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -49,5 +52,12 @@ class SyntheticLeaf:
         if self._test is None:
             per = max(1, self.cfg.test_samples // 100)
             parts = [self._generate(10_000_000_000 + j, per) for j in range(100)]
-            self._test = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+            self._test = (np.concatenate([p[0] for p in parts]),
+                          np.concatenate([p[1] for p in parts]))
         return self._test
+
+
+def build_synthetic(scenario: Any, population_size: int, params: Any = None) -> SyntheticLeaf:
+    """``data.dataset: synthetic``: settings in ``data.synthetic`` (each client's own
+    distribution is the heterogeneity, so ``data.partition`` does not apply)."""
+    return SyntheticLeaf(scenario.data.synthetic, population_size, scenario.seed)

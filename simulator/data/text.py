@@ -33,6 +33,8 @@ import numpy as np
 
 from simulator import InputError
 from simulator.core import rng as rngmod
+from simulator.data.partition import PartitionSpec, partition_spec, partitioner
+from simulator.data.sizes import client_sizes
 
 DEFAULT_SEQ_LEN = 64
 MAX_VOCAB = 4096
@@ -205,7 +207,7 @@ def load_user_texts(path: str | Path) -> tuple[list[str], list[str], str]:
         texts = table.column("text").to_pylist()
         keys = sorted({str(i) for i in ids})
         grouped: dict[str, list[str]] = {k: [] for k in keys}
-        for i, t in zip(ids, texts):
+        for i, t in zip(ids, texts, strict=True):
             if t is not None:
                 grouped[str(i)].append(str(t))
         return keys, ["\n".join(grouped[k]) + "\n" for k in keys], "parquet"
@@ -253,23 +255,18 @@ class GeneratedText(TextDataset):
     """The built-in corpus: client text generated from (seed, client) on demand."""
 
     def __init__(self, corpus: StyleCorpus, mix_kind: str, alpha: float, shards: int,
-                 seq_len: int, n_samples: np.ndarray, seed: int, test_sequences: int) -> None:
+                 seq_len: int, n_samples: np.ndarray, seed: int, test_sequences: int,
+                 partition_params: Any = None) -> None:
         super().__init__(CharVocab(GEN_ALPHABET), seq_len, n_samples, seed, test_sequences)
         self.corpus = corpus
         self.mix_kind, self.alpha, self.shards = mix_kind, alpha, shards
+        self._spec = PartitionSpec(mix_kind, alpha, shards, partition_params)
+        self._mix = partitioner(self._spec)  # data.partition: a client's mix over the styles
 
     def style_mix(self, key: int) -> np.ndarray:
         g = rngmod.stream(self.seed, rngmod.PARTITION, 3, key)
         s = len(self.corpus.sent_len)
-        if self.mix_kind == "iid":
-            return np.full(s, 1.0 / s)
-        if self.mix_kind == "shards":
-            p = np.zeros(s)
-            p[g.choice(s, size=min(self.shards, s), replace=False)] = 1.0
-            return p / p.sum()
-        p = g.dirichlet(np.full(s, self.alpha))
-        p = np.maximum(p, 0.0)
-        return p / p.sum()
+        return np.asarray(self._mix(g, np.ones(s), self._spec), dtype=np.float64)
 
     def _generate(self, key: int, n: int) -> np.ndarray:
         g = rngmod.stream(self.seed, rngmod.DATASET, 3, key)
@@ -332,8 +329,6 @@ def _user_dataset(d: Any, cfg: Any, n: int, seq_len: int, seed: int) -> UserText
         pool, test = windows(tr, seq_len), windows(te, seq_len)
         if len(pool) == 0:
             raise InputError("data.path", f"the text is too short for seq_len {seq_len}")
-        from simulator.data.base import client_sizes
-
         sizes = np.minimum(client_sizes(n, d.samples_per_client, d.size_sigma, seed),
                            cfg.max_sequences)
         return UserText([f"client{i}" for i in range(n)], [pool], test, vocab, seq_len, sizes,
@@ -370,8 +365,9 @@ def text_seq_len(scenario: Any) -> int:
     return int(getattr(scenario.model, "seq_len", None) or DEFAULT_SEQ_LEN)
 
 
-def build_text_dataset(scenario: Any, population_size: int) -> TextDataset:
-    """The scenario's text dataset for ``population_size`` clients (``data.dataset: text``)."""
+def build_text_dataset(scenario: Any, population_size: int, params: Any = None) -> TextDataset:
+    """The scenario's text dataset for ``population_size`` clients (``data.dataset: text``;
+    settings in ``data.text``)."""
     d = scenario.data
     cfg = d.text
     seed = scenario.seed
@@ -381,11 +377,9 @@ def build_text_dataset(scenario: Any, population_size: int) -> TextDataset:
         if not d.path:
             raise InputError("data.path", "data.text.source is 'path' but data.path is not set")
         return _user_dataset(d, cfg, population_size, seq_len, seed)
-    from simulator.data.base import client_sizes
-
+    spec = partition_spec(d)
     corpus = StyleCorpus(seed, cfg.styles, cfg.words)
     sizes = np.minimum(client_sizes(population_size, d.samples_per_client, d.size_sigma, seed),
                        cfg.max_sequences)
-    mix = "dirichlet" if d.partition == "natural" else d.partition
-    return GeneratedText(corpus, mix, d.alpha, d.shards_per_client, seq_len, sizes, seed,
-                         cfg.test_sequences)
+    return GeneratedText(corpus, spec.name, spec.alpha, spec.shards_per_client, seq_len, sizes,
+                         seed, cfg.test_sequences, spec.params)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator import FedFleetError
+from simulator import FedFleetError, InputError
 from simulator.aggregation.chain import ServerChain
 from simulator.aggregation.strategy import build_strategy
 from simulator.config.scenario import Scenario
@@ -90,11 +90,24 @@ class Parts:
     trigger_cls: Any
 
 
+# Workloads that apply a strategy's client-side hook (ClientTraining) in their local steps.
+CLIENT_TRAINING_MODELS = ("mlp",)
+
+
 def build_parts(sc: Scenario) -> Parts:
+    """Build every part of a run that needs no training; raises FedFleetError (one line,
+    naming the field) on what cannot run."""
     pop, dataset = build_population(sc)
     planner = make_planner(sc, pop, dataset.n_features, dataset.n_classes)
     selector = make_selector(sc, pop)
-    return Parts(pop, dataset, planner, selector, battery_for(pop, sc), build_chain(sc, pop),
+    chain = build_chain(sc, pop)
+    get = getattr(chain.strategy, "client_training", None)
+    if (sc.mode == "real" and get is not None and get() is not None
+            and sc.model.kind not in CLIENT_TRAINING_MODELS):
+        raise InputError("aggregation.strategy", f"'{sc.strategy}' changes local training, "
+                         f"which model.kind '{sc.model.kind}' does not support yet (allowed: "
+                         f"{', '.join(CLIENT_TRAINING_MODELS)})")
+    return Parts(pop, dataset, planner, selector, battery_for(pop, sc), chain,
                  TRIGGERS.load(sc.trigger))
 
 
@@ -141,11 +154,12 @@ class Simulation:
     def estimate_fn(self, rnd: int) -> Callable[[np.ndarray], np.ndarray]:
         """Estimated task seconds for ids under round ``rnd``'s plan (for system-aware policies)."""
         def est(ids: np.ndarray) -> np.ndarray:
-            return estimate_clients(self.pop, ids, self.planner.plan(rnd, ids, self.pop).cost).total_s
+            cost = self.planner.plan(rnd, ids, self.pop).cost
+            return estimate_clients(self.pop, ids, cost).total_s
         return est
 
     def evaluate(self) -> tuple[float, float]:
-        return self.executor.evaluate(self.global_flat)  # type: ignore[no-any-return]
+        return self.executor.evaluate(self.global_flat)
 
     def step(self, recorder: Any) -> RoundReport:
         report: RoundReport = self.trigger.step(recorder)

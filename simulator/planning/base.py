@@ -1,4 +1,4 @@
-"""Planner protocol and the full-model planner used by small (MLP) models."""
+"""Planner protocol, the full-model planner used by small (MLP) models, and ``make_planner``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from simulator.core.cost import TaskCost, dense_train_flops_per_sample, mlp_param_count
+from simulator.core.registry import model_kind
 from simulator.fleet.population import Population
 
 BYTES_FP32 = 4
@@ -65,8 +66,7 @@ class FullModelPlanner:
 
 
 def make_planner(scenario: Any, population: Population, n_features: int, n_classes: int) -> Planner:
-    if scenario.model.kind == "mlp":
-        return FullModelPlanner(scenario, population, n_features, n_classes)
-    from simulator.planning.capability import CapabilityPlanner  # large-model workloads
-
-    return CapabilityPlanner(scenario, population)
+    """The planner of the scenario's model kind (simulator/core/registry.py ``MODEL_KINDS``: an
+    MLP's :class:`FullModelPlanner`, a transformer's ``CapabilityPlanner``). The kind must take
+    what ``data.dataset`` gives: ``InputError`` naming ``model.kind`` otherwise."""
+    return model_kind(scenario).planner(population, n_features, n_classes)

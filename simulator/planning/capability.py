@@ -5,12 +5,15 @@ most to least preferred, e.g. ``[lora, partial, split]``. Each kind expands into
 capable first: LoRA ranks descending, partial top-k blocks descending, width rates descending,
 split cuts ascending. An option is *admissible* for a client when its peak memory fits the
 device's usable memory and, with ``require_deadline``, its estimated time (download + compute +
-upload, as :func:`simulator.core.cost.estimate`) is within ``scenario.deadline_s``. Walking the kinds in
-order, a client takes the first admissible option of the first kind that has one; for ``split``
-it takes the admissible cut with the smallest time instead. A client for which only the deadline
-fails gets the fastest option that fits in memory (``meets_deadline`` False; the round resolver
-then calls it a straggler); a client with no option that fits in memory gets ``none`` and is
-infeasible (``out_of_memory``).
+upload, as :func:`simulator.core.cost.estimate`) is within ``scenario.deadline_s``. Walking the
+kinds in order, a client takes the first admissible option of the first kind that has one; for
+``split`` (a kind registered with ``pick:fastest``) it takes the admissible cut with the smallest
+time instead. A client for which only the deadline fails gets the fastest option that fits in
+memory (``meets_deadline`` False; the round resolver then calls it a straggler); a client with no
+option that fits in memory gets ``none`` and is infeasible (``out_of_memory``).
+
+Each kind's options come from its ``WORKLOADS`` entry (simulator/core/registry.py; the built-ins
+in simulator/planning/options.py).
 
 Costs are closed-form (planning.llm_config / llm_cost / memory): nothing here imports torch.
 Work per client per round: n_samples sequences of ``model.seq_len`` tokens, x epochs.
@@ -18,140 +21,32 @@ Work per client per round: n_samples sequences of ``model.seq_len`` tokens, x ep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from simulator.core.cost import BITS_PER_BYTE, TaskCost
-from simulator.planning import llm_cost as C
-from simulator.planning import memory as M
-from simulator.planning.base import Plan
 from simulator.config.llm import ModelSpec, closed_form_spec
+from simulator.core.cost import BITS_PER_BYTE, TaskCost
+from simulator.core.registry import WORKLOADS, declared
+from simulator.data.sizes import SizesOnlyDataset, analytic_dataset  # noqa: F401  (re-exported)
 from simulator.fleet.population import Population
+from simulator.planning import llm_cost as C
+from simulator.planning.base import Plan
+from simulator.planning.options import DEFAULT_TARGETS, Option, option_context  # noqa: F401
 
 CHUNK = 16384  # clients planned at once
-DEFAULT_TARGETS = {"llama": ("q_proj", "v_proj"), "gpt2": ("c_attn",), "bert": ("query", "value")}
-
-
-@dataclass(frozen=True)
-class Option:
-    """One concrete workload and its client-independent costs."""
-
-    kind: str
-    memory_bytes: float  # peak on the device
-    trainable_params: float
-    flops_per_token: float  # client FLOPs per training token
-    download_bytes: float  # per round, before per-step split traffic
-    upload_bytes: float
-    rank: int = 0
-    blocks: int = 0
-    cut: int = 0
-    width: float = 1.0
-    server_flops_per_token: float = 0.0  # split: the server's share, waited for by the client
-    step_bytes: float = 0.0  # split: activations up and gradients down, each, per step
 
 
 def build_options(spec: ModelSpec, sc: Any) -> list[Option]:
-    """All options of the scenario's workload kinds, grouped by kind in ``order``."""
-    m, w, t = sc.model, sc.model.workloads, sc.training
-    s, b, db = m.seq_len, t.batch_size, m.dtype_bytes
-    opt = M.optimizer_bytes_per_param(t.optimizer, t.momentum)
-    ck = w.activation_checkpointing
-    comp = w.compression
-    P, L, blk = spec.total_params, spec.num_layers, spec.block_params
-    targets = w.lora_targets or DEFAULT_TARGETS[spec.family]
-    logits = M.logits_bytes(spec, s, b)
-    acts_all = M.activation_bytes(spec, L, s, b, ck)
-    base_down = 0.0 if w.base_cached else P * db
-
-    def rc(layers: int, p: float = 1.0) -> float:  # recompute under activation checkpointing
-        return C.recompute_flops_per_token(spec, s, layers, p) if ck else 0.0
-
+    """All options of the scenario's workload kinds, grouped by kind in ``order`` (each kind's
+    options from its ``WORKLOADS`` entry, simulator/planning/options.py)."""
+    ctx = option_context(spec, sc)
     out: list[Option] = []
-    for kind in w.order:
-        if kind == "full":
-            out.append(Option("full", M.peak_bytes(P, P, db, opt, acts_all, logits), P,
-                              C.full_flops_per_token(spec, s) + rc(L), P * db,
-                              C.upload_bytes(P, db, comp)))
-        elif kind == "lora":
-            for r in sorted(set(w.lora_ranks), reverse=True):
-                pl = spec.lora_params(r, targets)
-                out.append(Option("lora", M.peak_bytes(P + pl, pl, db, opt, acts_all, logits), pl,
-                                  C.lora_flops_per_token(spec, s, pl) + rc(L),
-                                  base_down + pl * db,
-                                  C.upload_bytes(pl, db, comp), rank=r))
-        elif kind == "partial":
-            ks = sorted({k for k in w.partial_blocks if k <= L} or {L}, reverse=True)
-            down = P * db if not w.base_cached else ks[0] * blk * db
-            for k in ks:
-                acts = M.activation_bytes(spec, k, s, b, ck)
-                out.append(Option("partial", M.peak_bytes(P, k * blk, db, opt, acts, logits),
-                                  k * blk, C.partial_flops_per_token(spec, s, k) + rc(k), down,
-                                  C.upload_bytes(k * blk, db, comp), blocks=k))
-        elif kind == "split":
-            out.extend(_split_options(spec, sc, opt, targets))
-        elif kind == "width":
-            for p in sorted(set(w.width_rates), reverse=True):
-                pw = C.width_params(spec, p)
-                acts = M.activation_bytes(spec, L, s, b, ck, width_rate=p)
-                out.append(Option("width", M.peak_bytes(pw, pw, db, opt, acts, logits), pw,
-                                  C.width_flops_per_token(spec, s, p) + rc(L, p), pw * db,
-                                  C.upload_bytes(pw, db, comp), width=p))
+    for kind in sc.model.workloads.order:
+        out.extend(o if o.kind == kind else replace(o, kind=kind)
+                   for o in WORKLOADS.load(kind)(ctx))
     return out
-
-
-def _split_options(spec: ModelSpec, sc: Any, opt: float, targets: Any) -> list[Option]:
-    """Split learning (SplitFed): the client keeps the embedding and blocks [0, cut); labels go
-    to the server, which runs the rest. Per step, b*s*h activations go up and their gradients
-    come down. ``split_train`` "lora" trains rank-``split_lora_rank`` adapters on the client's
-    blocks (targets as for LoRA), "full" trains the client's blocks and embedding."""
-    m, w, t = sc.model, sc.model.workloads, sc.training
-    s, b, db, ck = m.seq_len, t.batch_size, m.dtype_bytes, w.activation_checkpointing
-    cuts = (C.auto_split_cuts(spec.num_layers) if w.split_cuts == "auto"
-            else sorted(set(w.split_cuts)))
-    step = C.split_step_bytes(spec, s, b, db)
-    lora_blk = spec.lora_params(w.split_lora_rank, targets, blocks_only=True)
-    lora_all = spec.lora_params(w.split_lora_rank, targets)
-    out = []
-    for c in cuts:
-        base = spec.embedding_params + c * spec.block_params
-        if w.split_train == "full":
-            train, held, rank = float(base), float(base), 0
-            down = base * db
-            srv_lora = 0
-        else:
-            train, held, rank = float(c * lora_blk), float(base + c * lora_blk), w.split_lora_rank
-            down = train * db + (0.0 if w.base_cached else base * db)
-            srv_lora = lora_all - c * lora_blk
-        acts = M.activation_bytes(spec, c, s, b, ck) + 2.0 * step  # + send/receive buffers
-        out.append(Option(
-            "split", M.peak_bytes(held, train, db, opt, acts, 0.0), train,
-            C.split_client_flops_per_token(spec, s, c, int(train) if rank else 0, w.split_train)
-            + (C.recompute_flops_per_token(spec, s, c) if ck else 0.0),
-            down, C.upload_bytes(train, db, w.compression), rank=rank, cut=c,
-            server_flops_per_token=C.split_server_flops_per_token(spec, s, c, srv_lora,
-                                                                  w.split_train),
-            step_bytes=step))
-    return out
-
-
-@dataclass
-class SizesOnlyDataset:
-    """Analytic transformer runs need only each client's number of training sequences."""
-
-    n_samples: np.ndarray  # int64 [N] sequences of model.seq_len tokens
-    kind: str = "text"
-    n_features: int = 0
-    n_classes: int = 0
-
-
-def analytic_dataset(sc: Any, n: int) -> SizesOnlyDataset:
-    """Log-normal sequence counts around ``data.samples_per_client`` (``data.size_sigma``)."""
-    from simulator.data.base import client_sizes  # numpy only
-
-    return SizesOnlyDataset(client_sizes(n, sc.data.samples_per_client, sc.data.size_sigma,
-                                         sc.seed))
 
 
 class CapabilityPlanner:
@@ -175,6 +70,8 @@ class CapabilityPlanner:
                                        ("cut", np.int64), ("width", np.float64),
                                        ("trainable_params", np.float64))}
         self.order = w.order
+        # Kinds declaring pick:fastest take their admissible option with the least time.
+        self.fastest = {k for k in w.order if "fastest" in declared(WORKLOADS.entry(k), "pick")}
         self.require_deadline = w.require_deadline
         self.server_rate = w.split_server_flops_per_s
 
@@ -216,7 +113,7 @@ class CapabilityPlanner:
             todo = chosen < 0
             sub = ok[rows][:, todo]
             has = sub.any(axis=0)
-            if kind == "split":  # the cut with the least client time (compute, transfer, wait)
+            if kind in self.fastest:  # e.g. split: the cut with the least client time
                 pick = np.argmin(np.where(sub, total[rows][:, todo], np.inf), axis=0)
             else:  # the most capable option: options are listed most capable first
                 pick = np.argmax(sub, axis=0)
@@ -233,8 +130,10 @@ class CapabilityPlanner:
         if len(ids) <= CHUNK:
             return self._plan(ids, population)
         parts = [self._plan(ids[i:i + CHUNK], population) for i in range(0, len(ids), CHUNK)]
-        cat = lambda get: np.concatenate([get(q) for q in parts])
-        cost = TaskCost(*(cat(lambda q, f=f: getattr(q.cost, f))  # type: ignore[misc]
+        def cat(get: Any) -> np.ndarray:
+            return np.concatenate([get(q) for q in parts])
+
+        cost = TaskCost(*(cat(lambda q, f=f: getattr(q.cost, f))
                           for f in ("download_bytes", "upload_bytes", "train_flops",
                                     "memory_bytes")))
         cols = {k: cat(lambda q, k=k: q.columns[k]) for k in parts[0].columns}

@@ -1,14 +1,14 @@
-"""Selector protocol, round context, and the policy registry."""
+"""Selector protocol, round context, and ``make_selector`` (through the ``POLICIES`` registry)."""
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from simulator import InputError
+from simulator.core.registry import POLICIES, load_plugins, lookup, parse_params_with
 from simulator.fleet.population import Population
 
 
@@ -61,50 +61,28 @@ class Selector(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-_REGISTRY: dict[str, Callable[..., Selector]] = {}
-
-
-def register(name: str) -> Callable[[Callable[..., Selector]], Callable[..., Selector]]:
-    def deco(cls: Callable[..., Selector]) -> Callable[..., Selector]:
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+def register(name: str) -> Callable[[Any], Any]:
+    """``@register("mine")`` on a selector class: ``simulator.register_policy`` without params."""
+    return POLICIES.register(name)
 
 
 def known_policies() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def _load_builtin() -> None:
-    import simulator.selection.random_policy  # noqa: F401  (registers itself)
-
-    try:
-        import simulator.selection.policies  # noqa: F401
-    except ImportError:  # pragma: no cover
-        pass
+    """Names registered in simulator/core/registry.py ``POLICIES`` (built-ins and plugins')."""
+    return POLICIES.names()
 
 
 def make_selector(scenario: Any, population: Population) -> Selector:
-    """Build the scenario's selector; plugin classes only when listed under ``plugins:``."""
-    _load_builtin()
-    name = scenario.selection.policy
-    if name in _REGISTRY:
-        return _REGISTRY[name](scenario, population)
-    if "." in name:
-        if name not in scenario.plugins:
-            raise InputError(
-                "selection.policy",
-                f"plugin '{name}' is not listed under plugins: (add it there to allow it)",
-            )
-        mod_name, _, cls_name = name.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(mod_name), cls_name)
-        except (ImportError, AttributeError) as exc:
-            raise InputError("selection.policy", f"cannot import plugin '{name}' ({exc})") from None
-        return cls(scenario, population)  # type: ignore[no-any-return]
-    raise InputError(
-        "selection.policy",
-        f"unknown policy '{name}' (known: {', '.join(known_policies())}, or a plugin class path)",
-    )
+    """Build the scenario's selector: a name registered in ``POLICIES``, or a class path listed
+    under ``plugins:`` (checked again here: scenarios built without validation). Built as
+    ``cls(scenario, population)``, with ``selection.params`` (validated by the policy's params
+    model) as a third argument when the policy has one."""
+    sel = scenario.selection
+    name = sel.policy
+    plugins = tuple(getattr(scenario, "plugins", ()) or ())
+    load_plugins([p for p in plugins if p != name])  # a listed class path: lookup imports it
+    cls, model = lookup(POLICIES, name, plugins)
+    if model is None:
+        return cls(scenario, population)
+    params = parse_params_with(POLICIES, name, model, getattr(sel, "params", None),
+                               "selection.params")
+    return cls(scenario, population, params)

@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from simulator.core import outcomes as R
 from simulator.config.selection import OortParams
+from simulator.core import outcomes as R
 from simulator.fleet.population import Population
-from simulator.selection.base import RoundContext, RoundFeedback, register
+from simulator.selection.base import RoundContext, RoundFeedback
 from simulator.selection.common import ColumnState, top_k, uniform_sample, weighted_sample
 
 
@@ -54,7 +54,6 @@ def _params(scenario: Any, params: OortParams | None) -> OortParams:
     return scenario.selection.oort if scenario is not None else OortParams()
 
 
-@register("oort")
 class OortSelector(ColumnState):
     _columns = ("utility", "duration_s", "last_round", "completed", "explored", "last_exploit")
     _scalars = ("percentile", "history")

@@ -1,7 +1,7 @@
-"""Built-in selection policies beyond ``random``; importing this module registers them all.
+"""The smaller built-in selection policies: ``deadline``, ``power_of_choice``, ``fair``.
 
-``oort`` (simulator/selection/oort.py) and ``tifl`` (simulator/selection/tifl.py) live in their
-own modules; the smaller policies are here. Each reads its parameters from
+``random``, ``oort`` and ``tifl`` live in their own modules; all are registered by name in
+simulator/core/registry.py ``POLICIES``. Each reads its parameters from
 ``selection.<policy>`` in the scenario (simulator/config/selection.py).
 """
 
@@ -13,16 +13,13 @@ from typing import Any
 import numpy as np
 
 from simulator import InputError
-from simulator.core import outcomes as R
 from simulator.config.selection import DeadlineParams, FairParams, PowerOfChoiceParams
+from simulator.core import outcomes as R
 from simulator.fleet.population import Population
-from simulator.selection import oort as _oort  # noqa: F401  (registers "oort")
-from simulator.selection import tifl as _tifl  # noqa: F401  (registers "tifl")
-from simulator.selection.base import RoundContext, RoundFeedback, register
+from simulator.selection.base import RoundContext, RoundFeedback
 from simulator.selection.common import ColumnState, random_keys_smallest, weighted_sample
 
 
-@register("deadline")
 class DeadlineSelector(ColumnState):
     """FedCS: client selection under a round deadline (Nishio & Yonetani, "Client Selection for
     Federated Learning with Heterogeneous Resources in Mobile Edge", IEEE ICC 2019).
@@ -71,7 +68,6 @@ class DeadlineSelector(ColumnState):
         pass
 
 
-@register("power_of_choice")
 class PowerOfChoiceSelector(ColumnState):
     """Power-of-choice (Cho, Wang & Joshi, "Towards Understanding Biased Client Selection in
     Federated Learning", AISTATS 2022).
@@ -110,7 +106,6 @@ class PowerOfChoiceSelector(ColumnState):
         self.last_loss[ids[done]] = feedback.train_loss[done]
 
 
-@register("fair")
 class FairSelector(ColumnState):
     """Participation-quota fairness: the least-participated clients go first.
 
@@ -120,8 +115,9 @@ class FairSelector(ColumnState):
     quota lets a client take part up to ``quota`` times before everyone in its band has been
     served, which is random selection with a participation cap. A simple form of the
     participation-rate guarantee of Huang, Lin, Wu, He, Li & Zomaya, "An Efficiency-Boosting
-    Client Selection Scheme for Federated Learning With Fairness Guarantee" (IEEE TPDS 2021). With ``count: completed`` a client that can never
-    finish (too slow for the deadline, out of memory) stays in the lowest band and is re-invited
+    Client Selection Scheme for Federated Learning With Fairness Guarantee" (IEEE TPDS 2021).
+    With ``count: completed`` a client that can never finish (too slow for the deadline, out of
+    memory) stays in the lowest band and is re-invited
     every round; ``count: invited`` spreads invitations evenly instead.
     """
 

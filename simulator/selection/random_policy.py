@@ -6,10 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from simulator.selection.base import RoundContext, RoundFeedback, register
+from simulator.selection.base import RoundContext, RoundFeedback
 
 
-@register("random")
 class RandomSelector:
     def __init__(self, scenario: Any = None, population: Any = None) -> None:
         pass

@@ -25,14 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from simulator.core import outcomes as R
 from simulator.config.selection import TiflParams
+from simulator.core import outcomes as R
 from simulator.fleet.population import Population
-from simulator.selection.base import RoundContext, RoundFeedback, register
+from simulator.selection.base import RoundContext, RoundFeedback
 from simulator.selection.common import ColumnState, random_keys_smallest
 
 
-@register("tifl")
 class TiflSelector(ColumnState):
     _columns = ("tier", "probs", "credits_left", "tier_loss", "window_loss", "window_count")
     _scalars = ("profiled",)

@@ -2,7 +2,9 @@
 
 ``build_workload(scenario, population_size)`` returns an object with
 ``initial_state() -> np.ndarray``, ``train(global_flat, jobs) -> Partial``,
-``evaluate(flat) -> (accuracy, loss)`` and ``n_params``.
+``evaluate(flat) -> (accuracy, loss)`` and ``n_params``: the ``workload`` of the scenario's model
+kind (simulator/core/registry.py ``MODEL_KINDS``; the built-ins in
+simulator/workloads/registry.py).
 """
 
 from __future__ import annotations
@@ -11,11 +13,8 @@ from typing import Any
 
 
 def build_workload(scenario: Any, population_size: int) -> Any:
-    kind = scenario.model.kind
-    if kind == "mlp":  # MLPWorkload plus HeteroFL "width" jobs (identical without them)
-        from simulator.workloads.width import WidthMLPWorkload
+    """The model kind's workload; the kind must take what ``data.dataset`` gives (an
+    ``InputError`` naming ``model.kind`` otherwise)."""
+    from simulator.core.registry import model_kind
 
-        return WidthMLPWorkload(scenario, population_size)
-    from simulator.workloads.registry import build_registered  # transformer workloads
-
-    return build_registered(scenario, population_size)
+    return model_kind(scenario).workload(population_size)

@@ -18,8 +18,8 @@ Network, energy and availability are not measured: the profile states assumption
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
+import logging
 import math
 import platform
 import re
@@ -35,6 +35,8 @@ import yaml
 
 from simulator import InputError
 from simulator.core.cost import dense_train_flops_per_sample, mlp_param_count
+
+log = logging.getLogger(__name__)
 
 MAX_PARAMS = {"cpu": 4_000_000, "cuda": 200_000_000}  # widest model timed per device
 WIDTH_FACTORS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -81,7 +83,7 @@ def fit_overhead_and_rate(flops_per_step: np.ndarray, s_per_step: np.ndarray,
     a, b = np.linalg.lstsq(np.c_[1.0 / s, f / s], np.ones_like(s), rcond=None)[0]
     if b <= 0:
         rate = fallback_rate if fallback_rate else float(np.max(f / s))
-        return float(max(0.0, np.mean(s - f / rate))), float(rate)
+        return max(0.0, float(np.mean(s - f / rate))), float(rate)
     if a < 0:
         a, b = 0.0, float(np.mean(s / f))
     return float(a), float(1.0 / b)
@@ -208,7 +210,7 @@ def measure(sc: Any, device: str = "cpu", budget_s: float = 6.0) -> Fit:
         steps = 20
         runners = [_gpu_runner(s, batch, steps) for s in shapes]
         times = time_per_step(runners, steps, 0.8 * budget_s, time.perf_counter)
-    fit.points = [(s, mlp_param_count(s), t) for s, t in zip(shapes, times)]
+    fit.points = [(s, mlp_param_count(s), t) for s, t in zip(shapes, times, strict=True)]
     flops = np.array([dense_train_flops_per_sample(p) * batch for _, p, _ in fit.points])
     secs = np.array([t for _, _, t in fit.points])
     peak = _matmul_peak(device, 0.2 * budget_s)
@@ -270,19 +272,14 @@ def _write(doc: dict[str, Any], path: Path) -> None:
                     + yaml.safe_dump(doc, sort_keys=False, width=100))
 
 
-def calibrate_main(args: argparse.Namespace) -> int:
-    """CLI entry: ``args.paths[0]`` is the scenario, ``args.out`` the profile to write."""
-    paths = list(getattr(args, "paths", []) or [])
-    if len(paths) != 1 or not getattr(args, "out", None):
-        raise InputError("profiles calibrate",
-                         "usage: fedfleet profiles calibrate SCENARIO.yaml --out PROFILE.yaml")
-    from simulator.config.scenario import load_scenario
-
-    sc = load_scenario(paths[0])
-    out = Path(args.out)
+def calibrate(sc: Any, out: str | Path, budget_s: float = 6.0,
+              on_written: Callable[[Fit, Path], None] | None = None) -> list[tuple[Fit, Path]]:
+    """Measure this machine for scenario ``sc`` and write its profile to ``out`` (a .yaml path),
+    plus ``<out>-cuda.yaml`` when torch sees a CUDA GPU. ``on_written(fit, path)`` is called
+    after each profile is written (the CLI prints its summary). Returns the (fit, path) pairs."""
+    out = Path(out)
     if out.suffix not in (".yaml", ".yml"):
         raise InputError("--out", f"expected a .yaml path, got '{out}'")
-    budget = float(getattr(args, "budget_s", 0.0) or 6.0)
     host = socket.gethostname() or "host"
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     try:
@@ -291,32 +288,31 @@ def calibrate_main(args: argparse.Namespace) -> int:
         mem = float(psutil.virtual_memory().total)
     except ImportError:  # pragma: no cover
         mem = 8e9
-    fit = measure(sc, "cpu", budget)
+    done: list[tuple[Fit, Path]] = []
+
+    def wrote(fit: Fit, path: Path) -> None:
+        log.info("%s: step overhead %.3f ms, training %.2f GFLOP/s, peak %.2f GFLOP/s (batch %d); "
+                 "wrote %s", fit.device, fit.step_overhead_s * 1e3, fit.train_flops_per_s / 1e9,
+                 fit.peak_flops_per_s / 1e9, fit.batch, path)
+        done.append((fit, path))
+        if on_written is not None:
+            on_written(fit, path)
+
+    fit = measure(sc, "cpu", budget_s)
     _write(profile_doc(fit, host, when, mem), out)
-    _report(fit, out)
+    wrote(fit, out)
     import torch
 
     if torch.cuda.is_available():
-        gfit = measure(sc, "cuda", budget)
+        gfit = measure(sc, "cuda", budget_s)
         props = torch.cuda.get_device_properties(0)
         gout = out.with_name(out.stem + "-cuda" + out.suffix)
         _write(profile_doc(gfit, host, when, float(props.total_memory), props.name), gout)
-        _report(gfit, gout)
-    return 0
+        wrote(gfit, gout)
+    return done
 
 
-def _report(fit: Fit, path: Path) -> None:
-    print(f"{fit.device}: step overhead {fit.step_overhead_s * 1e3:.3f} ms, training "
-          f"{fit.train_flops_per_s / 1e9:.2f} GFLOP/s, peak {fit.peak_flops_per_s / 1e9:.2f} "
-          f"GFLOP/s (batch {fit.batch})")
-    for s, p, t in fit.points:
-        pred = fit.predict_step_s(p)
-        print(f"  hidden {s[1:-1]!s:<14} {p:>10,} params  {t * 1e3:8.3f} ms/step  "
-              f"model {pred * 1e3:8.3f} ms  ({100 * (pred - t) / t:+.1f}%)")
-    print(f"wrote {path}")
-
-
-__all__ = ["Fit", "calibrate_main", "fedscale_device_columns", "fit_overhead_and_rate", "measure",
+__all__ = ["Fit", "calibrate", "fedscale_device_columns", "fit_overhead_and_rate", "measure",
            "profile_doc", "scenario_sizes"]
 
 

@@ -1,39 +1,80 @@
-"""Workload builders for ``model.kind`` values other than ``mlp``, keyed by kind.
+"""Model kinds (``model.kind``): what each one plans and trains, registered in
+simulator/core/registry.py ``MODEL_KINDS`` as ``"simulator.workloads.registry:MLPKind"`` ...
 
-``build_registered(scenario, population_size)`` is called by ``simulator.workloads`` on every
-host (each Ray actor builds its own resident model from the same seed). The transformer builder
-turns the scenario's model block (``planning.llm_config``) and workload settings into an
-:class:`~simulator.workloads.llm.LLMWorkload`; see docs/large-models.md.
+A model kind is built as ``cls(scenario, params)`` and gives
+
+- ``planner(population, n_features, n_classes)``: what each client trains and what it costs
+  (simulator/planning/), used by every run and by ``fedfleet validate``;
+- ``workload(population_size)``: the torch side that really trains (imported only here, inside
+  the method), built on every host (each Ray actor builds its own resident model from the seed);
+- ``problems()``: one line per problem of its ``model:`` block, checked at validation.
+
+This module imports no torch at module level, so looking a kind up or planning with it stays
+light. The transformer builder turns the scenario's model block (``config.llm``) and workload
+settings into an :class:`~simulator.workloads.llm.LLMWorkload`; see docs/large-models.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from simulator import InputError
+from simulator.core.registry import DATASETS, declared
 
 LORA_SCALING = 2.0  # alpha / r_max (alpha = 16 at r = 8, the LoRA paper's common setting)
 REAL_FAMILIES = ("llama",)
 
-Builder = Callable[[Any, int], Any]
-REGISTRY: dict[str, Builder] = {}
+
+class MLPKind:
+    """``model.kind: mlp``: a fully connected classifier on feature vectors. Every client trains
+    the whole model (:class:`~simulator.planning.base.FullModelPlanner`); the workload is the MLP
+    trained with torch.func, plus HeteroFL ``width`` jobs (identical without them)."""
+
+    def __init__(self, scenario: Any, params: Any = None) -> None:
+        self.scenario, self.params = scenario, params
+
+    def problems(self) -> list[str]:
+        return []
+
+    def planner(self, population: Any, n_features: int, n_classes: int) -> Any:
+        from simulator.planning.base import FullModelPlanner
+
+        return FullModelPlanner(self.scenario, population, n_features, n_classes)
+
+    def workload(self, population_size: int) -> Any:
+        from simulator.workloads.width import WidthMLPWorkload
+
+        return WidthMLPWorkload(self.scenario, population_size)
 
 
-def register(kind: str) -> Callable[[Builder], Builder]:
-    """Decorator: ``@register("transformer")`` makes a builder for ``model.kind: transformer``."""
-    def deco(fn: Builder) -> Builder:
-        REGISTRY[kind] = fn
-        return fn
-    return deco
+class TransformerKind:
+    """``model.kind: transformer``: a decoder transformer (docs/large-models.md). The capability
+    planner gives each device the most capable workload of ``model.workloads.order`` it can run;
+    real training is Llama-family LoRA/partial/split/full on next-token text."""
+
+    def __init__(self, scenario: Any, params: Any = None) -> None:
+        self.scenario, self.params = scenario, params
+
+    def problems(self) -> list[str]:
+        from simulator.config.llm import check_model  # pure: no torch
+
+        return check_model(self.scenario.model)
+
+    def planner(self, population: Any, n_features: int, n_classes: int) -> Any:
+        from simulator.planning.capability import CapabilityPlanner
+
+        return CapabilityPlanner(self.scenario, population)
+
+    def workload(self, population_size: int) -> Any:
+        return build_transformer(self.scenario, population_size)
 
 
 def build_registered(scenario: Any, population_size: int) -> Any:
-    kind = scenario.model.kind
-    if kind not in REGISTRY:
-        raise InputError("model.kind", f"no workload is registered for {kind!r} "
-                         f"(registered: mlp, {', '.join(sorted(REGISTRY))})")
-    return REGISTRY[kind](scenario, population_size)
+    """The workload of the scenario's model kind (no check against the dataset: the kind's own
+    builder checks its data; :func:`simulator.workloads.build_workload` checks first)."""
+    from simulator.core.registry import model_kind
+
+    return model_kind(scenario, check_data=False).workload(population_size)
 
 
 def state_config(workloads: Any, family: str, n_layers: int) -> Any:
@@ -65,10 +106,9 @@ def state_config(workloads: Any, family: str, n_layers: int) -> Any:
     return StateConfig(lora, "none", 0, w.split_train)
 
 
-@register("transformer")
 def build_transformer(scenario: Any, population_size: int) -> Any:
-    from simulator.data import build_dataset
     from simulator.config.llm import check_shapes, resolve_config
+    from simulator.data import build_dataset
     from simulator.workloads.compression import CompressionSpec
     from simulator.workloads.llm import LLMWorkload, TrainConfig
 
@@ -81,9 +121,14 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
     if family not in REAL_FAMILIES:
         raise InputError("model.family", f"real training supports {', '.join(REAL_FAMILIES)} "
                          f"(got {family!r}); use mode: analytic for other families")
-    if scenario.data.dataset != "text":
-        raise InputError("data.dataset", "a transformer trains on next-token prediction: set "
-                         "data.dataset: text")
+    ds_name = scenario.data.dataset
+    gives = declared(DATASETS.entry(ds_name), "gives") if ds_name in DATASETS else []
+    if "tokens" not in gives:
+        with_tokens = [n for n in DATASETS.names()
+                       if "tokens" in declared(DATASETS.entry(n), "gives")]
+        raise InputError("data.dataset", f"a transformer trains on next-token prediction: "
+                         f"'{ds_name}' gives {', '.join(gives) or 'nothing'}; use one that gives "
+                         f"tokens ({', '.join(with_tokens)})")
     dataset = build_dataset(scenario, population_size)
     if dataset.n_classes > cfg["vocab_size"]:
         raise InputError("model.config.vocab_size", f"{cfg['vocab_size']} is smaller than the "

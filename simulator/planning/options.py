@@ -1,0 +1,158 @@
+"""Workload options: what each workload kind of ``model.workloads.order`` can give a device.
+
+A workload kind is ``fn(ctx) -> list[Option]``, its options most capable first (LoRA ranks
+descending, partial top-k blocks descending, width rates descending, split cuts ascending),
+registered in simulator/core/registry.py ``WORKLOADS`` (a plugin adds one with
+``simulator.register_workload``). :class:`OptionContext` carries what every kind's costs share
+(closed forms in planning/llm_cost.py and planning/memory.py; nothing here imports torch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from simulator.config.llm import ModelSpec
+from simulator.planning import llm_cost as C
+from simulator.planning import memory as M
+
+DEFAULT_TARGETS = {"llama": ("q_proj", "v_proj"), "gpt2": ("c_attn",), "bert": ("query", "value")}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One concrete workload and its client-independent costs."""
+
+    kind: str
+    memory_bytes: float  # peak on the device
+    trainable_params: float
+    flops_per_token: float  # client FLOPs per training token
+    download_bytes: float  # per round, before per-step split traffic
+    upload_bytes: float
+    rank: int = 0
+    blocks: int = 0
+    cut: int = 0
+    width: float = 1.0
+    server_flops_per_token: float = 0.0  # split: the server's share, waited for by the client
+    step_bytes: float = 0.0  # split: activations up and gradients down, each, per step
+
+
+@dataclass(frozen=True)
+class OptionContext:
+    """The model, the scenario and the quantities every workload kind's costs share."""
+
+    spec: ModelSpec
+    sc: Any  # the scenario (model.workloads: the kinds' settings)
+    opt: float  # optimizer bytes per trainable parameter
+    targets: Any  # LoRA target modules (model.workloads.lora_targets or the family's default)
+    logits: float  # bytes of one batch's logits
+    acts_all: float  # activation bytes of all blocks
+    base_down: float  # bytes of the frozen base sent down (0 when devices cache it)
+
+    def rc(self, layers: int, p: float = 1.0) -> float:
+        """Recompute FLOPs per token under activation checkpointing (0 without it)."""
+        sc = self.sc
+        if not sc.model.workloads.activation_checkpointing:
+            return 0.0
+        return C.recompute_flops_per_token(self.spec, sc.model.seq_len, layers, p)
+
+
+def option_context(spec: ModelSpec, sc: Any) -> OptionContext:
+    m, w, t = sc.model, sc.model.workloads, sc.training
+    s, b, db = m.seq_len, t.batch_size, m.dtype_bytes
+    return OptionContext(
+        spec, sc, M.optimizer_bytes_per_param(t.optimizer, t.momentum),
+        w.lora_targets or DEFAULT_TARGETS[spec.family], M.logits_bytes(spec, s, b),
+        M.activation_bytes(spec, spec.num_layers, s, b, w.activation_checkpointing),
+        0.0 if w.base_cached else spec.total_params * db)
+
+
+def full(ctx: OptionContext) -> list[Option]:
+    """The whole model."""
+    spec, m, comp = ctx.spec, ctx.sc.model, ctx.sc.model.workloads.compression
+    P, L, db = spec.total_params, spec.num_layers, m.dtype_bytes
+    return [Option("full", M.peak_bytes(P, P, db, ctx.opt, ctx.acts_all, ctx.logits), P,
+                   C.full_flops_per_token(spec, m.seq_len) + ctx.rc(L), P * db,
+                   float(C.upload_bytes(P, db, comp)))]
+
+
+def lora(ctx: OptionContext) -> list[Option]:
+    """LoRA adapters (Hu et al. 2022) on the frozen base, ranks descending."""
+    spec, m, w = ctx.spec, ctx.sc.model, ctx.sc.model.workloads
+    P, L, db = spec.total_params, spec.num_layers, m.dtype_bytes
+    out = []
+    for r in sorted(set(w.lora_ranks), reverse=True):
+        pl = spec.lora_params(r, ctx.targets)
+        out.append(Option("lora", M.peak_bytes(P + pl, pl, db, ctx.opt, ctx.acts_all, ctx.logits),
+                          pl, C.lora_flops_per_token(spec, m.seq_len, pl) + ctx.rc(L),
+                          ctx.base_down + pl * db, float(C.upload_bytes(pl, db, w.compression)),
+                          rank=r))
+    return out
+
+
+def partial(ctx: OptionContext) -> list[Option]:
+    """Only the top k blocks train (the rest frozen), k descending."""
+    spec, m, w, t = ctx.spec, ctx.sc.model, ctx.sc.model.workloads, ctx.sc.training
+    P, L, blk, db = spec.total_params, spec.num_layers, spec.block_params, m.dtype_bytes
+    s, b, ck = m.seq_len, t.batch_size, w.activation_checkpointing
+    ks = sorted({k for k in w.partial_blocks if k <= L} or {L}, reverse=True)
+    down = P * db if not w.base_cached else ks[0] * blk * db
+    out = []
+    for k in ks:
+        acts = M.activation_bytes(spec, k, s, b, ck)
+        out.append(Option("partial", M.peak_bytes(P, k * blk, db, ctx.opt, acts, ctx.logits),
+                          k * blk, C.partial_flops_per_token(spec, s, k) + ctx.rc(k), down,
+                          float(C.upload_bytes(k * blk, db, w.compression)), blocks=k))
+    return out
+
+
+def split(ctx: OptionContext) -> list[Option]:
+    """Split learning (SplitFed): the client keeps the embedding and blocks [0, cut); labels go
+    to the server, which runs the rest. Per step, b*s*h activations go up and their gradients
+    come down. ``split_train`` "lora" trains rank-``split_lora_rank`` adapters on the client's
+    blocks (targets as for LoRA), "full" trains the client's blocks and embedding. Registered
+    with ``pick:fastest``: a client takes the admissible cut with the least time."""
+    spec, sc, opt, targets = ctx.spec, ctx.sc, ctx.opt, ctx.targets
+    m, w, t = sc.model, sc.model.workloads, sc.training
+    s, b, db, ck = m.seq_len, t.batch_size, m.dtype_bytes, w.activation_checkpointing
+    cuts = (C.auto_split_cuts(spec.num_layers) if w.split_cuts == "auto"
+            else sorted(set(w.split_cuts)))
+    step = C.split_step_bytes(spec, s, b, db)
+    lora_blk = spec.lora_params(w.split_lora_rank, targets, blocks_only=True)
+    lora_all = spec.lora_params(w.split_lora_rank, targets)
+    out = []
+    for c in cuts:
+        base = spec.embedding_params + c * spec.block_params
+        if w.split_train == "full":
+            train, held, rank = float(base), float(base), 0
+            down = base * db
+            srv_lora = 0
+        else:
+            train, held, rank = float(c * lora_blk), float(base + c * lora_blk), w.split_lora_rank
+            down = train * db + (0.0 if w.base_cached else base * db)
+            srv_lora = lora_all - c * lora_blk
+        acts = M.activation_bytes(spec, c, s, b, ck) + 2.0 * step  # + send/receive buffers
+        out.append(Option(
+            "split", M.peak_bytes(held, train, db, opt, acts, 0.0), train,
+            C.split_client_flops_per_token(spec, s, c, int(train) if rank else 0, w.split_train)
+            + (C.recompute_flops_per_token(spec, s, c) if ck else 0.0),
+            down, float(C.upload_bytes(train, db, w.compression)), rank=rank, cut=c,
+            server_flops_per_token=C.split_server_flops_per_token(spec, s, c, srv_lora,
+                                                                  w.split_train),
+            step_bytes=step))
+    return out
+
+
+def width(ctx: OptionContext) -> list[Option]:
+    """HeteroFL width sub-models (Diao et al. 2021), rates descending."""
+    spec, m, w, t = ctx.spec, ctx.sc.model, ctx.sc.model.workloads, ctx.sc.training
+    L, db = spec.num_layers, m.dtype_bytes
+    s, b, ck = m.seq_len, t.batch_size, w.activation_checkpointing
+    out = []
+    for p in sorted(set(w.width_rates), reverse=True):
+        pw = C.width_params(spec, p)
+        acts = M.activation_bytes(spec, L, s, b, ck, width_rate=p)
+        out.append(Option("width", M.peak_bytes(pw, pw, db, ctx.opt, acts, ctx.logits), pw,
+                          C.width_flops_per_token(spec, s, p) + ctx.rc(L, p), pw * db,
+                          float(C.upload_bytes(pw, db, w.compression)), width=p))
+    return out
