@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from simulator import FedFleetError, InputError
 from simulator.config.scenario import ScenarioError
@@ -48,14 +49,26 @@ def _load(path: str, sets: list[str] | None = None):  # type: ignore[no-untyped-
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Parse the scenario, then build every part that needs no training: population, dataset
+    (or, analytic, the client sizes), planner, selector, battery and the server chain. A part that
+    cannot be built is the usual one-line error (exit 2), before any run is started."""
+    from simulator.loop.simulation import build_parts
+
     sc = _load(args.file, args.set)
+    build_parts(sc)
     print(f"{args.file}: ok ({sc.population.size} clients, {sc.rounds} rounds, "
           f"{sc.clients_per_round} per round, mode {sc.mode}, executor {sc.executor.kind})")
     return 0
 
 
 def _progress_runner(total: int, label: str) -> tuple[Any, Callable[..., None]]:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     prog = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(),
@@ -91,8 +104,8 @@ def _finish(run_dir: Path, no_dashboard: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from simulator.loop.runner import run_scenario
     from simulator.config.scenario import validate_run_name
+    from simulator.loop.runner import run_scenario
 
     sc = _load(args.file, args.set)
     name = validate_run_name(sc.name if args.name is None else args.name)
@@ -126,14 +139,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         return 0
     labels = args.labels.split(",") if args.labels else None
     if labels is not None and len(labels) != len(runs):
-        raise InputError("--labels", f"give one label per run ({len(runs)} runs, {len(labels)} labels)")
+        raise InputError("--labels", f"give one label per run ({len(runs)} runs, "
+                                     f"{len(labels)} labels)")
     out = Path(args.out) if args.out else runs[0].parent / "comparison.html"
     print(write_comparison_dashboard(runs, out, labels=labels, target_accuracy=args.target))
     return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from simulator.io.runs_index import list_runs, print_runs
+    from simulator.cli.runs import list_runs, print_runs
 
     print_runs(list_runs(Path(args.runs_dir)))
     return 0

@@ -52,7 +52,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     dashboard=not args.no_dashboard, log=lambda m: print(m, flush=True))
     _print_table(res.table)
     tgt = res.table["target_accuracy"].iloc[0] if len(res.table) else math.nan
-    print(f"target accuracy: {tgt:.3f}" if not math.isnan(tgt) else "target accuracy: none (no accuracy)")
+    print(f"target accuracy: {tgt:.3f}" if not math.isnan(tgt)
+          else "target accuracy: none (no accuracy)")
     print(f"results: {res.parquet}")
     if res.dashboard is not None:
         print(f"dashboard: {res.dashboard}")
@@ -89,7 +90,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, metavar="N",
                    help="trials for a non-grid search algorithm (default: variants x seeds)")
     p.add_argument("--scheduler", default="fifo", metavar="NAME",
-                   help="fifo (default) or a Ray Tune scheduler (async_hyperband, median_stopping_rule, "
+                   help="fifo (default) or a Ray Tune scheduler (async_hyperband, "
+                        "median_stopping_rule, "
                         "...) on per-round accuracy; stopped trials are listed as such")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a field in every variant")

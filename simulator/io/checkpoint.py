@@ -40,7 +40,8 @@ def save_checkpoint(run_dir: Path, next_round: int, clock_s: float, accuracy: fl
                     global_flat: np.ndarray, selector_state: dict[str, Any]) -> None:
     arrays, rest = _split_state(selector_state)
     buf = io.BytesIO()
-    np.savez(buf, global_flat=global_flat, **{f"sel__{k}": v for k, v in arrays.items()})
+    named: dict[str, Any] = {f"sel__{k}": v for k, v in arrays.items()}
+    np.savez(buf, global_flat=global_flat, **named)
     npz = f"checkpoint-{next_round:08d}.npz"
     meta = {"next_round": next_round, "clock_s": clock_s, "accuracy": accuracy,
             "selector": rest, "arrays": npz}

@@ -11,8 +11,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -62,7 +63,8 @@ CLIENT_COLUMNS: dict[str, pa.DataType] = {
     "energy_j": pa.float64(),
     "memory_bytes": pa.float64(),
     "train_loss": pa.float64(),
-    # Event log (absolute simulated seconds; NaN where a phase never started): simulator/core/clock.py
+    # Event log (absolute simulated seconds; NaN where a phase never started):
+    # simulator/core/clock.py
     "download_start_s": pa.float64(),
     "download_end_s": pa.float64(),
     "compute_start_s": pa.float64(),
@@ -88,7 +90,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """``write(tmp)`` a sibling temp file, fsync it, rename it over ``path``, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -224,7 +226,8 @@ class Recorder:
                 if first <= last_round:
                     t = pq.read_table(p)
                     t = t.filter(pa.compute.less_equal(t["round"], last_round))
-                    atomic_write_table(p.with_name(p.name.replace(f"-{last:08d}", f"-{last_round:08d}")), t)
+                    renamed = p.name.replace(f"-{last:08d}", f"-{last_round:08d}")
+                    atomic_write_table(p.with_name(renamed), t)
                 p.unlink(missing_ok=True)
 
     # --- finalisation ---------------------------------------------------------------------------
@@ -258,8 +261,8 @@ class Recorder:
             self.flush()
             n_rounds = self._combine("rounds", self.partial_dir / "rounds.parquet")
             n_clients = self._combine("clients", self.partial_dir / "clients.parquet")
-            manifest = dict(manifest, tables={"rounds.parquet": n_rounds, "clients.parquet": n_clients},
-                            status="complete")
+            manifest = dict(manifest, status="complete",
+                            tables={"rounds.parquet": n_rounds, "clients.parquet": n_clients})
             atomic_write_bytes(self.partial_dir / "manifest.json",
                                json.dumps(manifest, indent=2, default=str).encode())
             shutil.rmtree(self.parts_dir, ignore_errors=True)
@@ -282,3 +285,90 @@ class Recorder:
                 f"({exc.strerror or exc})"
             ) from None
         return self.final_dir
+
+
+class MemoryRecorder:
+    """Keeps a run's tables in memory (notebooks, tests, sweeps): the same ``append`` / ``flush``
+    interface as :class:`Recorder`, nothing written to disk.
+
+    ``rounds`` and ``clients`` are pandas DataFrames with the columns and types that
+    ``rounds.parquet`` and ``clients.parquet`` would hold (pandas is imported on first use).
+    Checkpoints need a run directory, so ``partial_dir`` and ``truncate_after`` raise
+    :class:`FedFleetError`; a run with ``output.checkpoint_every > 0`` is refused by
+    ``simulator.run(..., recorder="memory")`` before it starts.
+    """
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._rounds: dict[str, list[np.ndarray]] = {}
+        self._clients: dict[str, list[np.ndarray]] = {}
+        self._n_rounds = 0
+        self._frames: tuple[Any, Any] | None = None
+
+    # --- the Recorder interface ----------------------------------------------------------------
+    def start(self, resume: bool = False) -> None:
+        if resume:
+            raise FedFleetError(CHECKPOINT_NEEDS_DISK)
+
+    def append(self, round_row: dict[str, Any], client_cols: dict[str, np.ndarray]) -> None:
+        for k, v in round_row.items():
+            self._rounds.setdefault(k, []).append(np.asarray([v]))
+        for k, v in client_cols.items():
+            self._clients.setdefault(k, []).append(np.asarray(v))
+        self._n_rounds += 1
+        self._frames = None
+
+    def flush(self) -> None:
+        """Nothing to write (kept for the Recorder interface)."""
+
+    def abort(self) -> None:
+        """Drop what was recorded."""
+        self._reset()
+
+    @property
+    def partial_dir(self) -> Path:
+        raise FedFleetError(CHECKPOINT_NEEDS_DISK)
+
+    def truncate_after(self, last_round: int) -> None:
+        raise FedFleetError(CHECKPOINT_NEEDS_DISK)
+
+    # --- the tables ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Rounds (aggregations) recorded so far."""
+        return self._n_rounds
+
+    def arrow_tables(self) -> tuple[pa.Table, pa.Table]:
+        """(rounds, clients) as pyarrow tables with the declared column types."""
+        return (_table_or_empty(self._rounds, ROUND_COLUMNS),
+                _table_or_empty(self._clients, CLIENT_COLUMNS))
+
+    def tables(self) -> tuple[Any, Any]:
+        """(rounds, clients) as pandas DataFrames, as ``pd.read_parquet`` would give them."""
+        if self._frames is None:
+            r, c = self.arrow_tables()
+            self._frames = (r.to_pandas(), c.to_pandas())
+        return self._frames
+
+    @property
+    def rounds(self) -> Any:
+        return self.tables()[0]
+
+    @property
+    def clients(self) -> Any:
+        return self.tables()[1]
+
+
+CHECKPOINT_NEEDS_DISK = (
+    "output.checkpoint_every: checkpoints need a run directory, and the in-memory recorder keeps "
+    "nothing on disk (set output.checkpoint_every to 0, or record to disk)")
+
+
+def _table_or_empty(cols: dict[str, list[np.ndarray]],
+                    declared: dict[str, pa.DataType]) -> pa.Table:
+    if not cols:
+        return pa.schema(list(declared.items())).empty_table()
+    return _table(cols, declared)

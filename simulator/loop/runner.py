@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -15,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from simulator import FedFleetError, __version__
-from simulator.loop.simulation import RoundReport, Simulation
-from simulator.io.recording import Recorder, atomic_write_bytes
 from simulator.config.scenario import Scenario, ScenarioError, parse_scenario
+from simulator.io.recording import Recorder, atomic_write_bytes
+from simulator.loop.simulation import RoundReport, Simulation
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,8 @@ _PACKAGES = ("numpy", "pandas", "pyarrow", "pydantic", "torch", "ray", "transfor
 def package_versions() -> dict[str, str]:
     out = {"fedfleet": __version__, "python": platform.python_version()}
     for name in _PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 
@@ -137,18 +136,19 @@ def run_scenario(
             atomic_write_bytes(rec.partial_dir / "scenario.json",
                                json.dumps(sc.model_dump(mode="json"), indent=2).encode())
         stop_reason = drive(sim, rec, sc.rounds, checkpoint_every=sc.output.checkpoint_every)
-        return rec.finalize(build_manifest(sc, sim, name, started=started, wall0=wall0,
-                                           resumed=resume, stop_reason=stop_reason))
+        out = rec.finalize(build_manifest(sc, sim, name, started=started, wall0=wall0,
+                                          resumed=resume, stop_reason=stop_reason))
+        log.info("run %s: %d rounds, final accuracy %s, written to %s", name, sim.next_round,
+                 "n/a" if sim.accuracy is None else f"{sim.accuracy:.4f}", out)
+        return out
     except BaseException as exc:
         # Resumable only once a checkpoint exists; otherwise leave no half-written run behind
         # (this includes bad input found while starting a checkpointed run).
         if not (resume or (rec.partial_dir / "checkpoint.json").exists()):
             rec.abort()
         else:
-            try:
+            with contextlib.suppress(FedFleetError):
                 rec.flush()
-            except FedFleetError:
-                pass
             if isinstance(exc, FedFleetError) and not isinstance(exc, ScenarioError):
                 raise FedFleetError(f"{exc}; the completed rounds are kept: finish the run with "
                                     f"`fedfleet resume {rec.final_dir}`") from None
