@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from simulator.core import rng
 from simulator.aggregation import Partial, apply_fedavg
 from simulator.aggregation.fedavg import SCALE
+from simulator.config.scenario import ScenarioError, parse_scenario
+from simulator.core import rng
+from simulator.loop.runner import run_scenario
 from simulator.privacy import ClientUpdateHook, clip_update
 from simulator.privacy.accountant import PrivacyLedger, RdpCurve
 from simulator.privacy.dp import apply_dp_fedavg
-from simulator.loop.runner import run_scenario
-from simulator.config.scenario import ScenarioError, parse_scenario
 from tests.conftest import small_doc
 
 dp_accounting = pytest.importorskip("dp_accounting")
@@ -197,8 +197,8 @@ def test_bad_privacy_block_is_one_clear_line():
 def test_transformer_updates_are_clipped():
     """Central DP with zero noise on LoRA training: each round's global step is the sum of
     clipped updates over k, so its norm is at most the clip norm."""
-    from simulator.core.jobs import JobBatch
     from simulator.config.scenario import load_scenario
+    from simulator.core.jobs import JobBatch
     from simulator.workloads import build_workload
     from tests.conftest import ROOT
 

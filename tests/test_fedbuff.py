@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from simulator import FedFleetError
-from simulator.core import outcomes as R
 from simulator.aggregation import Partial, apply_fedavg
-from simulator.loop.buffered import FedBuffCore, Launch, combine_stale, staleness_weight
-from simulator.core.cost import Timing
-from simulator.loop.runner import run_scenario
 from simulator.config.scenario import ScenarioError, parse_scenario
+from simulator.core import outcomes as R
+from simulator.core.cost import Timing
+from simulator.loop.buffered import FedBuffCore, Launch, combine_stale, staleness_weight
+from simulator.loop.runner import run_scenario
 from tests.conftest import small_doc
 
 INF = math.inf

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from simulator.config.scenario import ScenarioError, parse_scenario
 from simulator.loop.edges import (
     assign_edges,
     cloud_average,
@@ -17,7 +18,6 @@ from simulator.loop.edges import (
     transfer_s,
 )
 from simulator.loop.runner import resume_run, run_scenario
-from simulator.config.scenario import ScenarioError, parse_scenario
 from tests.conftest import small_doc
 
 ALWAYS_ON = {"population.mix": [{"profile": "edge-server-l4", "share": 0.3},

@@ -28,8 +28,8 @@ import yaml
 
 from simulator import FedFleetError
 from simulator.cli.main import main
-from simulator.loop.runner import resume_run, run_scenario
 from simulator.config.scenario import parse_scenario
+from simulator.loop.runner import resume_run, run_scenario
 from tests.conftest import ROOT, small_doc
 
 
@@ -291,8 +291,8 @@ GLOBAL_RNG = re.compile(
     r"np\.random\.(rand|randn|randint|random|choice|shuffle|permutation|normal|uniform|seed|"
     r"get_state|set_state)\b|np\.random\.default_rng\(\s*\)|\bimport random\b|\bfrom random\b|"
     r"torch\.(rand|randn|randint|randperm|bernoulli|normal|multinomial)\(")
-# workloads/calibration.py measures the local machine (random matrices to time matmuls); it never decides a
-# simulated outcome, so it is not part of the determinism contract.
+# workloads/calibration.py measures the local machine (random matrices to time matmuls); it never
+# decides a simulated outcome, so it is not part of the determinism contract.
 NOT_SIMULATION = {"calibration.py"}
 
 
@@ -313,8 +313,8 @@ def test_training_ignores_global_rng_state() -> None:
     batch order from the job's seed and has no other randomness (no dropout)."""
     import torch
 
-    from simulator.core.jobs import JobBatch
     from simulator.core import rng as R
+    from simulator.core.jobs import JobBatch
     from simulator.workloads import build_workload
 
     sc = parse_scenario(small_doc())

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from simulator.config.privacy import SecureAggregation
+from simulator.config.scenario import parse_scenario
 from simulator.core import outcomes as R
 from simulator.core.cost import TaskCost, Timing
-from simulator.planning import Plan
-from simulator.config.privacy import SecureAggregation
 from simulator.loop.runner import run_scenario
-from simulator.config.scenario import parse_scenario
+from simulator.planning import Plan
 from simulator.privacy.secagg import (
     SecureAggregator,
     client_overhead,
@@ -85,7 +85,8 @@ def test_charge_adds_bytes_and_time_to_each_phase():
     setup = 2 * 0.01 + (o.setup_up_bytes + o.setup_down_bytes + o.survivor_list_bytes) / 1e6
     assert t2.download_s[0] == pytest.approx(1 + setup)
     assert t2.compute_s[0] == pytest.approx(1 + o.prg_bytes / 1e9 + 4 * 2e-4)
-    assert t2.upload_s[0] == pytest.approx(1 + 0.01 + (o.masked_extra_bytes + o.unmask_up_bytes) / 1e6)
+    extra = o.masked_extra_bytes + o.unmask_up_bytes
+    assert t2.upload_s[0] == pytest.approx(1 + 0.01 + extra / 1e6)
 
 
 @pytest.mark.parametrize("survivors", [0, 1, 2, 3, 4, 5, 6])
@@ -102,7 +103,8 @@ def test_settle_fails_exactly_below_threshold(survivors):
     if sa.failed:
         assert out2.duration_s == 10.0
     else:
-        expect = server_prg_bytes(survivors, n - survivors, 4e6, n, cfg) / cfg.server_prg_bytes_per_s
+        prg = server_prg_bytes(survivors, n - survivors, 4e6, n, cfg)
+        expect = prg / cfg.server_prg_bytes_per_s
         assert out2.duration_s == pytest.approx(10.0 + expect)
 
 

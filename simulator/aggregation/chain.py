@@ -51,7 +51,7 @@ class ServerChain:
         return plan, timing, states
 
     def settle(self, states: list[Any], out: Any) -> Any:
-        for s, st in zip(self._with("charge"), states):
+        for s, st in zip(self._with("charge"), states, strict=True):
             if hasattr(s, "settle"):
                 out = s.settle(st, out)
         return out

@@ -42,7 +42,7 @@ class Partial:
     wall_s: float = 0.0
 
     @classmethod
-    def empty(cls, n_params: int) -> "Partial":
+    def empty(cls, n_params: int) -> Partial:
         return cls(np.zeros(n_params, np.int64), np.zeros(n_params, np.float64))
 
     def add_client(
@@ -57,7 +57,7 @@ class Partial:
         self.loss_mean = np.append(self.loss_mean, loss)
         self.loss_sq_mean = np.append(self.loss_sq_mean, loss_sq)
 
-    def merge(self, other: "Partial") -> "Partial":
+    def merge(self, other: Partial) -> Partial:
         return Partial(
             self.sum_q + other.sum_q,
             self.weight + other.weight,
@@ -68,7 +68,7 @@ class Partial:
             self.wall_s + other.wall_s,
         )
 
-    def sorted(self) -> "Partial":
+    def sorted(self) -> Partial:
         """Per-client stats in client-id order (layout-independent)."""
         o = np.argsort(self.client_ids, kind="stable")
         return Partial(self.sum_q, self.weight, self.client_ids[o], self.n_samples[o],
@@ -79,9 +79,9 @@ def mean_step(num: np.ndarray, den: np.ndarray | float) -> np.ndarray:
     """The FedAvg step from a float64 numerator: ``num / den`` per coordinate (0 where nobody
     trained, i.e. den = 0), or ``num / den`` everywhere for a fixed scalar denominator (DP)."""
     if np.ndim(den) == 0:
-        return num / float(den)  # type: ignore[arg-type]
+        return num / float(den)
     step = np.zeros_like(num)
-    nz = den > 0  # type: ignore[operator]
+    nz = den > 0
     step[nz] = num[nz] / den[nz]  # type: ignore[index]
     return step
 

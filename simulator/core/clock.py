@@ -14,7 +14,8 @@ Priorities shared by the round resolvers (at one instant):
 
 so a client that drops at exactly the instant the round closes counts as dropped, a client that
 finishes exactly at the deadline is in time, and the server acts after every client event at that
-instant. These are the rules the vectorised :func:`simulator.core.outcomes.resolve_sync_round` applies;
+instant. These are the rules the vectorised
+:func:`simulator.core.outcomes.resolve_sync_round` applies;
 :func:`resolve_sync_round_events` replays a sync round on this loop and must agree with it exactly
 (tests/test_clock.py checks it on random rounds).
 

@@ -42,7 +42,7 @@ class TaskCost:
 
 def mlp_param_count(sizes: list[int]) -> int:
     """Parameters of a fully connected net with layer widths ``sizes`` (weights + biases)."""
-    return int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
+    return int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True)))
 
 
 def dense_train_flops_per_sample(n_params: int) -> float:

@@ -21,7 +21,7 @@ class JobBatch:
     def __len__(self) -> int:
         return int(self.client_ids.shape[0])
 
-    def subset(self, mask: np.ndarray) -> "JobBatch":
+    def subset(self, mask: np.ndarray) -> JobBatch:
         return JobBatch(
             self.round,
             self.client_ids[mask],

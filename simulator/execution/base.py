@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -11,7 +11,8 @@ from simulator.core.jobs import JobBatch
 
 
 class Executor(Protocol):
-    n_params: int
+    @property
+    def n_params(self) -> int: ...
 
     def initial_state(self) -> np.ndarray: ...
 

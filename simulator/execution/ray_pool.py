@@ -8,6 +8,7 @@ fixed-point aggregation makes the result independent of where and how often a jo
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -76,7 +77,8 @@ def startup_error_line(text: str) -> str:
         if marker in text:
             return text.rsplit(marker, 1)[1].strip().splitlines()[0]
     last = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return f"executor: a Ray actor failed to start ({last[-1].strip() if last else 'no reason given'})"
+    reason = last[-1].strip() if last else "no reason given"
+    return f"executor: a Ray actor failed to start ({reason})"
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -187,17 +189,16 @@ class RayExecutor:
         return total
 
     def evaluate(self, flat: np.ndarray) -> tuple[float, float]:
-        for attempt in range(self.max_retries + 1):
+        for _attempt in range(self.max_retries + 1):
             try:
-                return tuple(self.ray.get(self.actors[0].evaluate.remote(flat)))  # type: ignore[return-value]
+                loss, acc = self.ray.get(self.actors[0].evaluate.remote(flat))
+                return float(loss), float(acc)
             except self.ray.exceptions.RayActorError:
                 self.actors[0] = self._spawn()
         raise FedFleetError("executor: evaluation actor keeps failing")
 
     def close(self) -> None:
         for a in self.actors:
-            try:
+            with contextlib.suppress(Exception):  # best effort at shutdown
                 self.ray.kill(a)
-            except Exception:  # noqa: BLE001 - best effort at shutdown
-                pass
         self.actors = []

@@ -44,7 +44,7 @@ class AvailabilityIndex:
         self.group_hi = np.concatenate([cut, [lens.size]]).astype(np.int64)
 
     @classmethod
-    def build(cls, pop: Population) -> "AvailabilityIndex | None":
+    def build(cls, pop: Population) -> AvailabilityIndex | None:
         """An index for populations large enough to need one (None otherwise)."""
         if pop.size < SPARSE_MIN_POPULATION or type(pop) is not Population:
             return None
@@ -64,7 +64,7 @@ class AvailabilityIndex:
         # promotion against the float32 starts; subtracting zero is exact).
         hour = ((t_s / 3600.0) % 24.0 - np.zeros(1, self.starts.dtype))[0]
         split = np.empty_like(self.group_lo)
-        for g, (lo, hi) in enumerate(zip(self.group_lo, self.group_hi)):
+        for g, (lo, hi) in enumerate(zip(self.group_lo, self.group_hi, strict=True)):
             split[g] = lo + np.searchsorted(self.starts[lo:hi], hour, side="right")
         # Segments [lo, split) (start <= hour) and [split, hi) (start > hour).
         seg_lo = np.concatenate([self.group_lo, split])

@@ -6,8 +6,8 @@ availability window around them (log-normal spreads, stated as assumptions in th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -54,7 +54,8 @@ class Population:
         return table[self.profile_idx[ids]]
 
     # --- availability -------------------------------------------------------------------------
-    def _hours_into_window(self, t_s: float, ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _hours_into_window(self, t_s: float,
+                           ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         start = self.window_start_h if ids is None else self.window_start_h[ids]
         hour = (t_s / _SECONDS_PER_HOUR) % 24.0
         into = (hour - start) % 24.0
@@ -143,7 +144,8 @@ def sample_population(
         if av.pattern == "always":
             always[rows] = True
         else:
-            tz = np.asarray(av.timezone_offsets_hours)[g.integers(0, len(av.timezone_offsets_hours), m)]
+            offsets = np.asarray(av.timezone_offsets_hours)
+            tz = offsets[g.integers(0, len(offsets), m)]
             jitter = g.uniform(-av.start_jitter_hours, av.start_jitter_hours, m)
             # Local start hour -> UTC: local = utc + tz  =>  utc = local - tz.
             wstart[rows] = ((av.window_start_hour + jitter - tz) % 24.0).astype(np.float32)

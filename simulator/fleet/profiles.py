@@ -29,9 +29,11 @@ class _Frozen(BaseModel):
 
 
 class Compute(_Frozen):
-    peak_flops_per_s: dict[Precision, float] = Field(description="vendor peak, dense, per precision")
+    peak_flops_per_s: dict[Precision, float] = Field(
+        description="vendor peak, dense, per precision")
     precision: Precision = Field(description="precision used for training on this class")
-    train_efficiency: float = Field(gt=0, le=1, description="sustained training / peak (assumption)")
+    train_efficiency: float = Field(
+        gt=0, le=1, description="sustained training / peak (assumption)")
     spread_sigma: float = Field(0.2, ge=0, le=3, description="log-normal per-device spread")
     step_overhead_s: float = Field(
         0.0, ge=0, le=60, description="fixed seconds per optimizer step (framework overhead; "
@@ -49,7 +51,7 @@ class Compute(_Frozen):
         return v
 
     @model_validator(mode="after")
-    def _precision_listed(self) -> "Compute":
+    def _precision_listed(self) -> Compute:
         if self.precision not in self.peak_flops_per_s:
             raise ValueError(
                 f"precision '{self.precision}' has no peak_flops_per_s entry "
@@ -86,7 +88,7 @@ class Network(_Frozen):
     links: tuple[Link, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _shares(self) -> "Network":
+    def _shares(self) -> Network:
         total = sum(link.share for link in self.links)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"link shares must sum to 1 (got {total:g})")

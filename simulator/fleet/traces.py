@@ -30,9 +30,10 @@ from __future__ import annotations
 import math
 import os
 import secrets
+from collections.abc import Mapping, Sequence
 from numbers import Real
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -208,18 +209,18 @@ def _read_behavior(
     lengths = np.array([parsed[k][0].size for k in keys], dtype=np.int64)
     starts = np.concatenate([parsed[k][0] for k in keys]) if lengths.sum() else np.zeros(0)
     ends = np.concatenate([parsed[k][1] for k in keys]) if lengths.sum() else np.zeros(0)
-    period = np.array([parsed[k][2] for k in keys], dtype=np.float64)
+    periods = np.array([parsed[k][2] for k in keys], dtype=np.float64)
     _check_intervals(starts, ends, lengths, np.asarray(keys, dtype=np.int64), origin)
 
     # FedScale never looks past finish_time (it uses t % finish_time): clip, drop empty intervals.
     owner = np.repeat(np.arange(lengths.size), lengths)
-    per = period[owner]
+    per = periods[owner]
     clip = np.isfinite(per)
     ends = np.where(clip, np.minimum(ends, per), ends)
     keep = ~clip | (starts < per)
     starts, ends, owner = starts[keep], ends[keep], owner[keep]
     lengths = np.bincount(owner, minlength=lengths.size).astype(np.int64)
-    return starts, ends, lengths, period, join
+    return starts, ends, lengths, periods, join
 
 
 def _write_atomic(table: pa.Table, out_path: Path) -> None:
@@ -228,16 +229,17 @@ def _write_atomic(table: pa.Table, out_path: Path) -> None:
     if not parent.is_dir():
         raise InputError(str(out_path), f"output directory does not exist: '{parent}'")
     # A fresh random name (not mkstemp, whose 0600 mode would survive the rename and ignore umask).
-    tmp: Path | None = parent / f".{out_path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    tmp = parent / f".{out_path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    written = False
     try:
         pq.write_table(table, str(tmp))
         os.replace(tmp, out_path)
-        tmp = None
+        written = True
     except (OSError, pa.ArrowException) as exc:
         why = getattr(exc, "strerror", None) or _first_line(exc)
         raise InputError(str(out_path), f"cannot write output ({why})") from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
+        if not written and os.path.exists(tmp):
             os.unlink(tmp)
 
 

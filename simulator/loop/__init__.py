@@ -1,1 +1,1 @@
-"""The round pipeline: one ``Simulation`` and the triggers that decide when the server aggregates."""
+"""The round pipeline: one ``Simulation`` and the triggers deciding when the server aggregates."""

@@ -34,8 +34,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from simulator import FedFleetError
-from simulator.core import rng as R
-from simulator.core import outcomes as RD
 from simulator.aggregation import Partial
 from simulator.aggregation.fedbuff import staleness_weight  # noqa: F401  (re-exported)
 from simulator.aggregation.strategy import (
@@ -44,12 +42,14 @@ from simulator.aggregation.strategy import (
     ServerSums,
     step_model,
 )
-from simulator.core.clock import P_DEADLINE, P_FINISH, P_QUIT, P_WAKE, EventLoop
-from simulator.core.cost import TaskCost, Timing, estimate_clients
-from simulator.planning import Plan
 from simulator.config.scenario import FedBuffSettings
+from simulator.core import outcomes as RD
+from simulator.core import rng as R
+from simulator.core.clock import P_DEADLINE, P_FINISH, P_QUIT, P_WAKE, EventLoop
+from simulator.core.cost import TaskCost, Timing
 from simulator.loop import pipeline as P
 from simulator.loop.records import client_columns, round_row
+from simulator.planning import Plan
 
 if TYPE_CHECKING:
     from simulator.loop.simulation import RoundReport, Simulation
@@ -300,7 +300,7 @@ class BufferedTrigger:
         """(candidates, how many, availability mask). Large populations: the count from the
         availability index minus the busy clients online, no list (sparse selection)."""
         sim = self.sim
-        if P.sparse_ok(sim):
+        if P.sparse_ok(sim) and sim.avail_index is not None:
             busy_ids = np.flatnonzero(busy) if len(self.core.in_flight) else np.zeros(0, np.int64)
             n_free_online = sim.avail_index.count(t) - int(
                 np.count_nonzero(sim.pop.available(t, busy_ids)))
@@ -363,7 +363,7 @@ class BufferedTrigger:
             batch = P.jobs(sim, rnd, ids, stack_rows(g), np.ones(len(g), bool),
                            seed_keys=[(x.id, x.client) for x in g])
             part = P.train(sim, self.versions[key[0]], batch)
-            for x, lo, lsq in zip(g, part.loss_mean, part.loss_sq_mean):
+            for x, lo, lsq in zip(g, part.loss_mean, part.loss_sq_mean, strict=True):
                 x.loss, x.loss_sq = float(lo), float(lsq)
             contribs.append(Contribution(part, key[0], rnd - key[0]))
         agg = AggregationContext(rnd, sim.sc.seed, sim.sc.aggregation.server_lr, self.name,
@@ -439,8 +439,8 @@ class BufferedTrigger:
             keys = list(tasks[0].ref[0]) if tasks else []
             st[f"buf__{group}_rowkeys"] = keys
             for i, k in enumerate(keys):
-                v = np.array([t.ref[0][k] for t in tasks])
-                st[f"buf__{group}_row{i}"] = v.astype(str) if v.dtype == object else v
+                col = np.array([t.ref[0][k] for t in tasks])
+                st[f"buf__{group}_row{i}"] = col.astype(str) if col.dtype == object else col
         if self.sim.real:
             st["buf__versions"] = sorted(self.versions)
             for v, w in self.versions.items():
@@ -472,9 +472,10 @@ class BufferedTrigger:
             cols = [np.asarray(st[f"buf__{group}_row{i}"]) for i in range(len(keys))]
             tasks = []
             for j in range(len(fl)):
-                ints = dict(zip(TASK_INT, (int(x) for x in it[j])))
-                floats = dict(zip(TASK_FLOAT, (float(x) for x in fl[j])))
-                row = {k: (str(c[j]) if c.dtype.kind == "U" else c[j]) for k, c in zip(keys, cols)}
+                ints = dict(zip(TASK_INT, (int(x) for x in it[j]), strict=True))
+                floats = dict(zip(TASK_FLOAT, (float(x) for x in fl[j]), strict=True))
+                row = {k: (str(c[j]) if c.dtype.kind == "U" else c[j])
+                       for k, c in zip(keys, cols, strict=True)}
                 t = Task(ints["id"], ints["client"], floats["start_s"], ints["version"],
                          floats["download_s"], floats["compute_s"], floats["upload_s"],
                          (row, float(battery[j])))

@@ -66,9 +66,11 @@ class HierarchicalTrigger:
         self.edge_clock = np.zeros(h.edges)
         need = h.edges * sim.global_flat.nbytes
         if sim.real and need > EDGE_MODEL_BYTES_MAX:
-            raise InputError("hierarchy.edges", f"{h.edges} edge models of {sim.global_flat.size:,} "
-                             f"parameters need {need / 1e9:.1f} GB in the driver (limit "
-                             f"{EDGE_MODEL_BYTES_MAX / 1e9:.0f} GB): use fewer edges or mode: analytic")
+            raise InputError("hierarchy.edges",
+                             f"{h.edges} edge models of {sim.global_flat.size:,} parameters "
+                             f"need {need / 1e9:.1f} GB in the driver (limit "
+                             f"{EDGE_MODEL_BYTES_MAX / 1e9:.0f} GB): use fewer edges or "
+                             "mode: analytic")
         self.edge_flat = np.tile(sim.global_flat, (h.edges, 1))  # [E, P]; P = 0 if analytic
         self.period_w = np.zeros(h.edges)  # samples trained per edge since the last cloud round
         self.cloud_eval: tuple[float, float] | None = None

@@ -115,7 +115,7 @@ def jobs(sim: Simulation, rnd: int, ids: np.ndarray, plan: Plan, mask: np.ndarra
 
 def train(sim: Simulation, base_flat: np.ndarray, batch: JobBatch) -> Partial:
     """Train a batch from ``base_flat``; per-client stats in client-id order."""
-    return sim.executor.run(base_flat, batch).sorted()  # type: ignore[no-any-return]
+    return sim.executor.run(base_flat, batch).sorted()
 
 
 def observe(sim: Simulation, rnd: int, ids: np.ndarray, outcome: np.ndarray, total_s: np.ndarray,

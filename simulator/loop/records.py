@@ -10,8 +10,8 @@ from simulator.core import outcomes as R
 from simulator.core.clock import phase_timeline
 from simulator.core.cost import Timing
 from simulator.fleet.energy import task_energy_j
-from simulator.planning import Plan
 from simulator.fleet.population import LINK_TYPES, Population
+from simulator.planning import Plan
 
 
 def phase_fraction(done: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -93,7 +93,8 @@ def round_row(
         "low_battery": out.count(R.LOW_BATTERY),
         "accuracy": accuracy,
         "loss": loss,
-        "train_loss": float(np.nanmean(trained_loss)) if np.isfinite(trained_loss).any() else np.nan,
+        "train_loss": (float(np.nanmean(trained_loss)) if np.isfinite(trained_loss).any()
+                       else np.nan),
         "bytes_down": float(cols["bytes_down"].sum()),
         "bytes_up": float(cols["bytes_up"].sum()),
         "energy_j": float(cols["energy_j"].sum()),

@@ -46,7 +46,8 @@ def reference_epsilon(q: float, z: float, rounds: int, delta: float) -> float:
     """Epsilon straight from dp-accounting's public API (the value the ledger must match)."""
     dp = _dp()
     acc = dp.rdp.RdpAccountant()
-    event = dp.GaussianDpEvent(z) if q >= 1.0 else dp.PoissonSampledDpEvent(q, dp.GaussianDpEvent(z))
+    gauss = dp.GaussianDpEvent(z)
+    event = gauss if q >= 1.0 else dp.PoissonSampledDpEvent(q, gauss)
     with _quiet_absl():
         acc.compose(event, rounds)
         return float(acc.get_epsilon(delta))

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from simulator.core import rng as R
 from simulator.aggregation.fedavg import SCALE, Partial, mean_step, step_model
+from simulator.core import rng as R
 
 # Shrink the clipping factor by one part in 10^12 so that the float64 norm of the clipped update
 # never exceeds C by a rounding error (the guarantee the tests check).

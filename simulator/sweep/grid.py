@@ -32,8 +32,14 @@ import pandas as pd
 import yaml
 
 from simulator import InputError
+from simulator.config.scenario import (
+    RUN_NAME_RE,
+    Scenario,
+    ScenarioError,
+    apply_overrides,
+    parse_scenario,
+)
 from simulator.config.selection import BUILTIN_POLICIES
-from simulator.config.scenario import RUN_NAME_RE, Scenario, ScenarioError, apply_overrides, parse_scenario
 
 __all__ = ["SweepResult", "Variant", "expand", "parse_grid", "validate"]
 

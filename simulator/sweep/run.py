@@ -9,7 +9,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-
 from simulator import InputError
 from simulator.config.scenario import apply_overrides, parse_scenario
 from simulator.sweep.grid import (
@@ -47,8 +46,8 @@ def run_sweep(file: str | Path, grid_items: list[str] | None, seeds: int = 1,
               sets: dict[str, Any] | None = None, overwrite: bool = False,
               dashboard: bool = True, log: Any = print) -> SweepResult:
     """Validate everything, run the trials with Ray Tune, write sweep.parquet and the dashboard."""
-    from simulator.io.recording import atomic_write_bytes, atomic_write_table
     from simulator.config.scenario import read_yaml, validate_run_name
+    from simulator.io.recording import atomic_write_bytes, atomic_write_table
 
     doc = read_yaml(file)
     if sets:
@@ -73,7 +72,8 @@ def run_sweep(file: str | Path, grid_items: list[str] | None, seeds: int = 1,
     spec = {"doc": doc, "variants": variants_json(variants), "grid_keys": keys,
             "sweep_dir": str(sweep_dir.resolve()), "search_alg": search_alg,
             "report_rounds": scheduler != "fifo"}
-    meta = {"name": name, "file": str(file), "grid": {k: [r for r, _ in v] for k, v in grid.items()},
+    meta = {"name": name, "file": str(file),
+            "grid": {k: [r for r, _ in v] for k, v in grid.items()},
             "seeds": seeds, "sets": sets or {}, "search_alg": search_alg, "scheduler": scheduler,
             "target_accuracy": target_accuracy, "duplicates_dropped": dropped,
             "variants": spec["variants"]}
@@ -99,10 +99,7 @@ def run_sweep(file: str | Path, grid_items: list[str] | None, seeds: int = 1,
         run_name = m.get("run_name")
         d = sweep_dir / run_name if run_name else None
         ok = d is not None and (d / "manifest.json").exists()
-        if "variant" in cfg:
-            v = by_name[cfg["variant"]]
-        else:
-            v = resolve_config(cfg, spec)
+        v = by_name[cfg["variant"]] if "variant" in cfg else resolve_config(cfg, spec)
         if run_name:
             v = Variant(run_name, v.label, v.overrides, v.seed)
         records.append((v, d if ok else None, res["error"]))  # no dir, no error: stopped

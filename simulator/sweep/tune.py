@@ -75,8 +75,8 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
     """Inside a Tune trial: run one variant's scenario into the sweep directory."""
     from ray import tune
 
-    from simulator.loop.runner import run_scenario
     from simulator.config.scenario import parse_scenario
+    from simulator.loop.runner import run_scenario
     from simulator.sweep.grid import Variant, resolve_config, trial_doc
 
     v = resolve_config(config, spec)
@@ -188,7 +188,7 @@ def run_tune(spec: dict[str, Any], param_space: dict[str, Any], num_samples: int
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise FedFleetError(f"Ray Tune could not run the sweep: {first}") from None
         out = []
-        for res in grid:
+        for res in grid:  # type: ignore[attr-defined]  # ResultGrid defines __getitem__/__len__
             err = ""
             if res.error is not None:
                 lines = [ln for ln in str(res.error).strip().splitlines() if ln.strip()]

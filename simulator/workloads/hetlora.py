@@ -45,8 +45,8 @@ def aggregate(clients: list[tuple[np.ndarray, np.ndarray]], weights: list[float]
     """Reference HetLoRA aggregate of ``[(A_i [r_i, d_in], B_i [d_out, r_i])]`` (for tests)."""
     padded = [pad(a, b, r_max) for a, b in clients]
     w = np.asarray(weights, np.float64)
-    a = sum(wi * pa for wi, (pa, _) in zip(w, padded)) / w.sum()
-    b = sum(wi * pb for wi, (_, pb) in zip(w, padded)) / w.sum()
+    a = sum(wi * pa for wi, (pa, _) in zip(w, padded, strict=True)) / w.sum()
+    b = sum(wi * pb for wi, (_, pb) in zip(w, padded, strict=True)) / w.sum()
     return a, b
 
 

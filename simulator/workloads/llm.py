@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from simulator import InputError
-from simulator.core import rng as rngmod
 from simulator.aggregation import Partial
+from simulator.core import rng as rngmod
 from simulator.core.jobs import JobBatch
 from simulator.workloads import lora as L
 from simulator.workloads.compression import CompressionSpec, Compressor
@@ -213,7 +213,7 @@ class LLMWorkload:
         elif kind == "partial":
             flags = [b and 0 <= s.block < self.n_layers and trains_block(s.block, self.n_layers,
                                                                          blocks)
-                     for s, b in zip(slots, base)]
+                     for s, b in zip(slots, base, strict=True)]
         elif kind in ("full", "split"):
             flags = base
         else:
@@ -240,7 +240,7 @@ class LLMWorkload:
         """Train one client from ``global_flat``; deterministic in (global, seed, assignment)."""
         flags, rank, cut = self._job(kind, rank, blocks, cut)
         self._load(global_flat)
-        trained_params = {id(s.param) for s, f in zip(self.layout.slots, flags) if f}
+        trained_params = {id(s.param) for s, f in zip(self.layout.slots, flags, strict=True) if f}
         truncate = self.state.lora is not None and rank < self.state.lora.r_max
         if truncate:  # a truncated copy of every adapter this client holds
             for pr in self.pairs:
@@ -271,7 +271,7 @@ class LLMWorkload:
                 p.requires_grad_(False)
         trained = np.zeros(self.n_params)
         sent = np.zeros(self.n_params, bool)
-        for s, f in zip(self.layout.slots, flags):
+        for s, f in zip(self.layout.slots, flags, strict=True):
             if f:
                 trained[s.start:s.stop] = 1.0
                 # a split device uploads only its half: embeddings and blocks below the cut

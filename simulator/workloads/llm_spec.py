@@ -98,13 +98,13 @@ def count_params(model: nn.Module, n_layers: int) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())  # parameters() skips tied duplicates
     seen: set[int] = set()
     emb = 0
-    out_w = model.get_output_embeddings().weight
+    out_w = model.get_output_embeddings().weight  # type: ignore[operator]
     for mod in model.modules():
         if isinstance(mod, nn.Embedding) and id(mod.weight) not in seen:
             seen.add(id(mod.weight))
             emb += mod.weight.numel()
     block = sum(p.numel() for p in _blocks(model, n_layers)[0].parameters())
-    tied = out_w is model.get_input_embeddings().weight
+    tied = out_w is model.get_input_embeddings().weight  # type: ignore[operator]
     return {"total": total, "embedding": emb, "block": block, "lm_head": out_w.numel(),
             "tied": int(tied)}
 

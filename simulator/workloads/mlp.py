@@ -16,12 +16,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from simulator.core import rng as rngmod
 from simulator.aggregation import Partial
 from simulator.aggregation.fedavg import SCALE, quantize_weighted
+from simulator.core import rng as rngmod
+from simulator.core.jobs import JobBatch
 from simulator.data import build_dataset
 from simulator.data.base import PooledDataset
-from simulator.core.jobs import JobBatch
 from simulator.privacy import make_update_hook
 
 
@@ -43,7 +43,7 @@ _LIMIT = float(2**62)  # fixed-point bound, as in fedavg.quantize_weighted
 
 def build_mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
@@ -76,7 +76,7 @@ def group_partial(ids: np.ndarray, finals: list[np.ndarray], g64: np.ndarray, n:
         np.subtract(x, g64, out=x)
         np.multiply(x, (n[s:s + rows].astype(np.float64) * SCALE)[:, None], out=x)
         if not (x.max() < _LIMIT and x.min() > -_LIMIT):  # also false for NaN
-            for row, w in zip(finals[s:s + rows], n[s:s + rows]):
+            for row, w in zip(finals[s:s + rows], n[s:s + rows], strict=True):
                 quantize_weighted(row.astype(np.float64) - g64, float(w))  # raises the error
         np.rint(x, out=x)
         q += x.astype(np.int64).sum(0)
@@ -113,7 +113,7 @@ class MLPWorkload:
 
     def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         out, i = {}, 0
-        for name, shape in zip(self.names, self.shapes):
+        for name, shape in zip(self.names, self.shapes, strict=True):
             n = int(np.prod(shape))
             out[name] = flat[i:i + n].view(shape)
             i += n
@@ -135,15 +135,17 @@ class MLPWorkload:
         Shards of a pooled dataset (digits) are rows of one shared pool: only their row indices
         are cached (8 bytes a sample instead of a copy of every row)."""
         hit = self._cache.get(cid)
+        ds = self.dataset
         if hit is None:
-            pooled = isinstance(self.dataset, PooledDataset)
-            hit = (self.dataset.client_indices(cid),) if pooled else self.dataset.client_data(cid)
+            hit = (ds.client_indices(cid),) if isinstance(ds, PooledDataset) \
+                else ds.client_data(cid)
             size = sum(a.nbytes for a in hit)
             if self._cache_bytes + size <= CACHE_BYTES:
                 self._cache[cid] = hit
                 self._cache_bytes += size
         if len(hit) == 1:  # as PooledDataset.client_data
-            return self.dataset.x_train[hit[0]], self.dataset.y_train[hit[0]]
+            assert isinstance(ds, PooledDataset)
+            return ds.x_train[hit[0]], ds.y_train[hit[0]]
         return hit  # type: ignore[return-value]
 
     def _client_inputs(self, cid: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -163,7 +165,7 @@ class MLPWorkload:
         for s in range(0, len(jobs), group):
             sel = order[s:s + group]
             ids, seeds = jobs.client_ids[sel], jobs.seeds[sel]
-            inputs = [self._client_inputs(c, sd) for c, sd in zip(ids, seeds)]
+            inputs = [self._client_inputs(c, sd) for c, sd in zip(ids, seeds, strict=True)]
             finals, losses, losses_sq = trainer(global_flat, inputs)
             n = np.fromiter((len(inp[1]) for inp in inputs), np.int64, len(inputs))
             if self.update_hook is None:
@@ -178,7 +180,8 @@ class MLPWorkload:
 
     def train_clients(self, global_flat: np.ndarray, jobs: JobBatch, batched: bool) -> np.ndarray:
         """Final parameters per client (for tests comparing batched and sequential)."""
-        inputs = [self._client_inputs(c, sd) for c, sd in zip(jobs.client_ids, jobs.seeds)]
+        inputs = [self._client_inputs(c, sd)
+                  for c, sd in zip(jobs.client_ids, jobs.seeds, strict=True)]
         fn = self._train_group if batched else self._train_sequential
         return np.stack(fn(global_flat, inputs)[0])
 
@@ -205,7 +208,7 @@ class MLPWorkload:
                 per.mean().backward()
                 if hook is not None:  # the strategy's gradient correction, e.g. mu (w - w_g)
                     with torch.no_grad():
-                        for p, p0 in zip(model.parameters(), g0):
+                        for p, p0 in zip(model.parameters(), g0, strict=True):
                             p.grad.add_(hook.correction(p, p0))  # type: ignore[union-attr]
                 opt.step()
                 tot += float(per.detach().sum())

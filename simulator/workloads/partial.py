@@ -61,7 +61,7 @@ def coordinate_average(global_flat: np.ndarray, deltas: list[np.ndarray],
                        masks: list[np.ndarray], weights: list[float]) -> np.ndarray:
     """Reference rule (for tests): each coordinate averaged over the clients whose mask covers it;
     coordinates nobody trained keep their global value."""
-    num = sum(w * d * m for d, m, w in zip(deltas, masks, weights))
-    den = sum(w * m for m, w in zip(masks, weights))
+    num = sum(w * d * m for d, m, w in zip(deltas, masks, weights, strict=True))
+    den = sum(w * m for m, w in zip(masks, weights, strict=True))
     step = np.divide(num, den, out=np.zeros_like(global_flat, dtype=np.float64), where=den > 0)
     return global_flat + step

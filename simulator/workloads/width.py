@@ -42,7 +42,7 @@ def sub_sizes(sizes: list[int], rate: float) -> list[int]:
 def _blocks(sizes: list[int], sub: list[int]) -> list[tuple[int, int, int, int, int]]:
     """Per layer: (offset in the full flat, out, in, sub out, sub in)."""
     out, off = [], 0
-    for (a, b), (sa, sb) in zip(pairwise(sizes), pairwise(sub)):
+    for (a, b), (sa, sb) in zip(pairwise(sizes), pairwise(sub), strict=True):
         out.append((off, b, a, sb, sa))
         off += a * b + b
     return out
@@ -119,7 +119,7 @@ class WidthMLPWorkload(MLPWorkload):
             mask = width_mask(self.sizes, float(rate))
             g_sub = extract(g64, self.sizes, float(rate)).astype(np.float32)
             ids, seeds = jobs.client_ids[sel], jobs.seeds[sel]
-            inputs = [self._client_inputs(c, sd) for c, sd in zip(ids, seeds)]
+            inputs = [self._client_inputs(c, sd) for c, sd in zip(ids, seeds, strict=True)]
             trainer = sub._train_group if (self.batched and self.optimizer in ("sgd", "adam")) \
                 else sub._train_sequential
             finals, losses, losses_sq = trainer(g_sub, inputs)

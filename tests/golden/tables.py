@@ -87,8 +87,8 @@ def same_tables(expected: dict[str, Any], got: dict[str, Any]) -> list[str]:
 
 
 def run_case(name: str, runs_dir: Path) -> dict[str, dict[str, Any]]:
-    from simulator.loop.runner import run_scenario
     from simulator.config.scenario import load_scenario
+    from simulator.loop.runner import run_scenario
 
     over = {"executor.kind": "local", **{k: v for k, v in CASES[name].items()}}
     sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml", overrides=over)
