@@ -153,7 +153,10 @@ class Aggregation(_Strict):
 
 
 class Executor(_Strict):
-    kind: Literal["local", "ray"] = "local"
+    kind: Literal["auto", "local", "ray"] = Field("auto", description=(
+        "auto: in-process (local) when the run is too small for Ray to pay off, Ray when it is "
+        "large or executor.address names a cluster (the choice and its reason are logged and "
+        "recorded in the manifest); local: in-process; ray: a pool of Ray actors"))
     num_actors: int | None = Field(None, ge=1, le=4096)
     address: str | None = None
     num_cpus_per_actor: float = Field(1.0, gt=0, le=1024)

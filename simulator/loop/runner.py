@@ -97,6 +97,9 @@ def build_manifest(sc: Scenario, sim: Simulation, name: str, *, started: str, wa
     }
     if stop_reason is not None:
         manifest["stop_reason"] = stop_reason
+    choice = getattr(sim.executor, "choice", None)  # which executor ran, and why (auto)
+    if choice is not None:
+        manifest["executor"] = choice
     return manifest
 
 
