@@ -128,9 +128,12 @@ class Capacity(Strict):
     edge_link_bits_per_s: float | None = Field(None, gt=0, le=1e15, description=(
         "hierarchical runs: each edge's link to its clients, shared by them (each direction)"))
     split_server: Literal["shared", "per_client"] = Field("shared", description=(
-        "shared: model.workloads.split_server_flops_per_s is the server's total throughput, "
-        "divided among the split clients attached at once (processor sharing); per_client: "
-        "every client gets all of it"))
+        "shared: the split server's total throughput (split_server_flops_per_s) is divided "
+        "among the split clients attached at once (processor sharing); per_client: every "
+        "client gets model.workloads.split_server_flops_per_s whatever the load"))
+    split_server_flops_per_s: float | None = Field(None, gt=0, le=1e21, description=(
+        "the split server's total FLOP/s; null: provisioned for the round's cohort, i.e. "
+        "model.workloads.split_server_flops_per_s x clients_per_round (FedBuff: concurrency)"))
 
 
 class Estimates(Strict):

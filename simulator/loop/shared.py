@@ -42,6 +42,15 @@ class SharedClock:
         self.sim = sim
         cap = sim.sc.capacity
         self.split_shared = cap.split_server == "shared"
+        sc = sim.sc
+        per_client = float(getattr(getattr(sc.model, "workloads", None),
+                                   "split_server_flops_per_s", 2e12))
+        fb = sc.aggregation.fedbuff
+        cohort = fb.concurrency if sc.trigger == "buffered" and fb is not None \
+            else sc.clients_per_round
+        total = cap.split_server_flops_per_s or per_client * cohort
+        # a client's server seconds at its per-client rate -> seconds of the whole server
+        self.split_scale = per_client / total
         self.server = Shared(cap.server_egress_bits_per_s, cap.server_ingress_bits_per_s)
         self.edge = Shared(cap.edge_link_bits_per_s, cap.edge_link_bits_per_s)
 
@@ -86,7 +95,7 @@ class SharedClock:
             attached = split & ~(plan.infeasible if blocked is None else blocked)
             running = shared.split_running if shared is not None else 0
             server_s = server_s.copy()
-            server_s[attached] = processor_share(server_s[attached], running)
+            server_s[attached] = processor_share(server_s[attached] * self.split_scale, running)
         rtt = np.where(split, steps * np.asarray(links[2], np.float64), 0.0)
         return Timing(base.download_s, local_s + server_s + rtt, base.upload_s)
 
