@@ -427,7 +427,8 @@ def test_estimates_are_not_the_truth_when_dynamics_are_on(mode="observed"):
     from simulator.core.cost import estimate_clients
 
     cost = oracle.planner.plan(0, ids, oracle.pop).cost
-    assert np.array_equal(oracle.estimate_fn(0)(ids), estimate_clients(oracle.pop, ids, cost).total_s)
+    true_static = estimate_clients(oracle.pop, ids, cost).total_s
+    assert np.array_equal(oracle.estimate_fn(0)(ids), true_static)
 
 
 def test_estimator_learns_from_observations_and_class_priors():
@@ -448,10 +449,8 @@ def test_estimator_learns_from_observations_and_class_priors():
     # a client never seen takes its class's mean log ratio
     p = sim.pop.profile_idx
     cls = np.flatnonzero((p == p[0]) & (np.arange(p.size) > 1))[:1]
-    if p[1] == p[0]:
-        expect = np.exp((np.log(np.sqrt(2.0)) + np.log(3.0)) / 2)
-    else:
-        expect = np.sqrt(2.0)
+    both = np.exp((np.log(np.sqrt(2.0)) + np.log(3.0)) / 2)
+    expect = both if p[1] == p[0] else np.sqrt(2.0)
     assert e.ratio(cls)[0] == pytest.approx(expect)
     # dropped tasks teach nothing
     before = e.log_ratio.copy()

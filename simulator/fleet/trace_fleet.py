@@ -19,6 +19,7 @@ variant):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -166,22 +167,12 @@ def read_trace(path: str) -> dict[str, Any]:
     return out
 
 
-def flops_per_sample(sc: Any, pop: Population, dataset: Any) -> float:
-    tf = sc.population.trace
-    if tf.flops_per_sample is not None:
-        return float(tf.flops_per_sample)
-    from simulator.planning import make_planner
+def apply_trace(sc: Any, pop: Population,
+                flops_per_sample: Callable[[], float]) -> Population:
+    """The population with the trace's compute, bandwidth (and availability) columns.
 
-    planner = make_planner(sc, pop, dataset.n_features, dataset.n_classes)
-    fps = getattr(planner, "flops_per_sample", None)
-    if fps is None:
-        raise InputError("population.trace.flops_per_sample", f"required with an ms_per_sample "
-                         f"trace for model.kind '{sc.model.kind}'")
-    return float(fps)
-
-
-def apply_trace(sc: Any, pop: Population, dataset: Any) -> Population:
-    """The population with the trace's compute, bandwidth (and availability) columns."""
+    ``flops_per_sample``: the model's training FLOPs per sample (called only for an
+    ``ms_per_sample`` trace; the planner that knows it sits above this layer)."""
     tf = sc.population.trace
     tr = read_trace(tf.path)
     n, rows = pop.size, int(tr["rows"])
@@ -193,7 +184,7 @@ def apply_trace(sc: Any, pop: Population, dataset: Any) -> Population:
         pop.train_flops_per_s = tr["train_flops_per_s"][row].copy()
     else:
         ms = np.maximum(tr["ms_per_sample"][row], 1e-6)
-        pop.train_flops_per_s = flops_per_sample(sc, pop, dataset) / (3.0 * ms / 1000.0)
+        pop.train_flops_per_s = flops_per_sample() / (3.0 * ms / 1000.0)
     pop.downlink_bits_per_s = tr["down"][row].copy()
     pop.uplink_bits_per_s = tr["up"][row].copy()
     if "latency_s" in tr:

@@ -49,8 +49,8 @@ from simulator.core.clock import P_DEADLINE, P_FINISH, P_QUIT, P_WAKE, EventLoop
 from simulator.core.cost import TaskCost, Timing
 from simulator.fleet.population import LINK_TYPES
 from simulator.loop import pipeline as P
-from simulator.loop.shared import Shared
 from simulator.loop.records import client_columns, round_row
+from simulator.loop.shared import Shared
 from simulator.planning import Plan
 
 if TYPE_CHECKING:

@@ -16,16 +16,13 @@ latency.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from simulator.core.cost import BITS_PER_BYTE, Timing, estimate
 from simulator.fleet.capacity import fluid_share, processor_share
 from simulator.planning import Plan
-
-if TYPE_CHECKING:
-    from simulator.loop.simulation import Simulation
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ class Shared:
 
 
 class SharedClock:
-    def __init__(self, sim: Simulation) -> None:
+    def __init__(self, sim: Any) -> None:  # a Simulation (not imported: it imports us)
         self.sim = sim
         cap = sim.sc.capacity
         self.split_shared = cap.split_server == "shared"
@@ -73,7 +70,7 @@ class SharedClock:
         sim, pop = self.sim, self.sim.pop
         fps = pop.train_flops_per_s[ids]
         over = pop.per_profile(lambda q: q.compute.step_overhead_s, ids)
-        base = estimate(*links, fps, plan.cost, over)
+        base = estimate(links[0], links[1], links[2], fps, plan.cost, over)
         dyn = sim.dynamics
         wait = self.split_wait(plan)
         if wait is None:

@@ -33,10 +33,10 @@ from simulator.fleet.energy import battery_for
 from simulator.fleet.population import Population, sample_population
 from simulator.fleet.profiles import catalog
 from simulator.io.checkpoint import load_checkpoint, save_checkpoint
+from simulator.loop.shared import SharedClock
 from simulator.planning import make_planner
 from simulator.privacy import ServerPrivacy
 from simulator.privacy.secagg import make_secure_aggregator
-from simulator.loop.shared import SharedClock
 from simulator.selection import make_selector
 from simulator.selection.estimates import DurationEstimator
 
@@ -68,9 +68,23 @@ def build_population(sc: Scenario) -> tuple[Population, Any]:
     if sc.population.trace is not None:  # measured compute, bandwidth, availability
         from simulator.fleet.trace_fleet import apply_trace
 
-        pop = apply_trace(sc, pop, dataset)
+        pop = apply_trace(sc, pop, lambda: trace_flops_per_sample(sc, pop, dataset))
     configure_population(sc, pop)  # FLGo availability modes (simulator/fleet/dynamics.py)
     return pop, dataset
+
+
+def trace_flops_per_sample(sc: Scenario, pop: Population, dataset: Any) -> float:
+    """Training FLOPs per sample for an ``ms_per_sample`` trace: the scenario's, or the
+    planner's (dense models); refused with the field named otherwise."""
+    tf = sc.population.trace
+    if tf is not None and tf.flops_per_sample is not None:
+        return float(tf.flops_per_sample)
+    planner = make_planner(sc, pop, dataset.n_features, dataset.n_classes)
+    fps = getattr(planner, "flops_per_sample", None)
+    if fps is None:
+        raise InputError("population.trace.flops_per_sample", f"required with an ms_per_sample "
+                         f"trace for model.kind '{sc.model.kind}'")
+    return float(fps)
 
 
 def build_chain(sc: Scenario, pop: Population) -> ServerChain:
