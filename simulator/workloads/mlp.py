@@ -221,7 +221,7 @@ class MLPWorkload:
                     opt.step()
                 else:
                     with torch.no_grad():
-                        torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)
+                        torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)  # type: ignore[arg-type,misc]
                 pers.append(per.detach())
             cnt = sum(len(p) for p in pers)
             if pers:
