@@ -40,6 +40,9 @@ class Partial:
     loss_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     loss_sq_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     wall_s: float = 0.0
+    # Individual updates [n_clients, P] float64, rows aligned with client_ids; only when the
+    # strategy declares needs:client_updates (robust rules), else None (sums only).
+    updates: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n_params: int) -> Partial:
@@ -66,13 +69,26 @@ class Partial:
             np.concatenate([self.loss_mean, other.loss_mean]),
             np.concatenate([self.loss_sq_mean, other.loss_sq_mean]),
             self.wall_s + other.wall_s,
+            _merge_updates(self, other),
         )
 
     def sorted(self) -> Partial:
         """Per-client stats in client-id order (layout-independent)."""
         o = np.argsort(self.client_ids, kind="stable")
         return Partial(self.sum_q, self.weight, self.client_ids[o], self.n_samples[o],
-                       self.loss_mean[o], self.loss_sq_mean[o], self.wall_s)
+                       self.loss_mean[o], self.loss_sq_mean[o], self.wall_s,
+                       None if self.updates is None else self.updates[o])
+
+
+def _merge_updates(a: Partial, b: Partial) -> np.ndarray | None:
+    """Concatenated individual updates; a side without clients contributes nothing."""
+    parts = [p for p in (a, b) if len(p.client_ids)]
+    if not parts or all(p.updates is None for p in parts):
+        return None
+    if any(p.updates is None for p in parts):
+        raise FedFleetError("aggregation: some partial sums carry individual client updates "
+                            "and some do not")
+    return np.concatenate([p.updates for p in parts if p.updates is not None])
 
 
 def mean_step(num: np.ndarray, den: np.ndarray | float) -> np.ndarray:

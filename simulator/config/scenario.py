@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from simulator import FedFleetError, InputError
 from simulator.config.base import PART_NAME, PluginParams
 from simulator.config.base import Strict as _Strict
+from simulator.config.adversary import Adversary, adversary_problems
 from simulator.config.hierarchy import Hierarchy, hierarchy_problems
 from simulator.config.model import ClockProxy, Compression, Model, WorkloadSettings  # noqa: F401  (re-exported)
 from simulator.config.privacy import Privacy, SecureAggregation, privacy_problems
@@ -206,6 +207,7 @@ class Scenario(_Strict):
     privacy: Privacy = Privacy()
     secure_aggregation: SecureAggregation = SecureAggregation()
     hierarchy: Hierarchy | None = None
+    adversary: Adversary | None = Field(None, description="Byzantine clients and their attack")
 
     @model_validator(mode="after")
     def _cross(self) -> Scenario:
@@ -333,6 +335,7 @@ def _check_references(sc: Scenario) -> list[str]:
     lines += selection_problems(sc)
     lines += part_problems(sc)
     lines += privacy_problems(sc, known) + hierarchy_problems(sc, known)
+    lines += adversary_problems(sc)
     return lines
 
 

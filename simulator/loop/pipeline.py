@@ -110,6 +110,8 @@ def jobs(sim: Simulation, rnd: int, ids: np.ndarray, plan: Plan, mask: np.ndarra
     seeds = np.array([R.int_seed(sim.sc.seed, R.TRAINING, *k) for k in keys], np.uint64)
     assignment = {k: v[mask] for k, v in plan.columns.items()}
     assignment["kind"] = plan.kind[mask]
+    if (adv := sim.chain.step_named("adversary")) is not None:  # the workload runs the attack
+        assignment["byzantine"] = adv.assign(sel)
     return JobBatch(rnd, sel, seeds, assignment)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from simulator import FedFleetError, InputError
+from simulator.aggregation.adversary import adversary_step
 from simulator.aggregation.chain import ServerChain
 from simulator.aggregation.strategy import build_strategy
 from simulator.config.scenario import Scenario
@@ -74,6 +75,7 @@ def build_chain(sc: Scenario, pop: Population) -> ServerChain:
         steps.append(secagg)
     if sc.privacy.mode != "none":
         steps.append(ServerPrivacy(sc, pop.size))
+    steps += [s for s in (adversary_step(sc, pop),) if s is not None]  # Byzantine clients
     return ServerChain(build_strategy(sc), steps)
 
 

@@ -97,6 +97,11 @@ class MLPWorkload:
         self.update_hook = make_update_hook(scenario)  # DP clipping/noise; None when off
         # The strategy's client side (a proximal term, control variates); None for FedAvg.
         self.client_training = client_training_for(scenario)
+        # Robust rules read individual updates (strategy declares needs:client_updates).
+        from simulator.aggregation.strategy import needs_client_updates
+
+        self.keep_updates = needs_client_updates(scenario)
+        self.adversary = getattr(scenario, "adversary", None)  # Byzantine clients' attack
         self.sizes = [self.dataset.n_features, *scenario.model.hidden, self.dataset.n_classes]
         torch.manual_seed(rngmod.int_seed(scenario.seed, rngmod.INIT))
         self.model = build_mlp(self.sizes)
@@ -166,17 +171,53 @@ class MLPWorkload:
             sel = order[s:s + group]
             ids, seeds = jobs.client_ids[sel], jobs.seeds[sel]
             inputs = [self._client_inputs(c, sd) for c, sd in zip(ids, seeds, strict=True)]
+            byz = jobs.assignment.get("byzantine")
+            byz = None if byz is None or self.adversary is None else np.asarray(byz)[sel]
+            if byz is not None and self.adversary.attack == "label_flip":
+                k = self.dataset.n_classes
+                inputs = [(x, (k - 1 - y).astype(y.dtype), pl) if b else (x, y, pl)
+                          for (x, y, pl), b in zip(inputs, byz, strict=True)]
             finals, losses, losses_sq = trainer(global_flat, inputs)
+            if byz is not None:
+                finals = self._attack(finals, g64, byz, seeds)
             n = np.fromiter((len(inp[1]) for inp in inputs), np.int64, len(inputs))
             if self.update_hook is None:
-                part = part.merge(group_partial(ids, finals, g64, n, losses, losses_sq))
+                gp = group_partial(ids, finals, g64, n, losses, losses_sq)
+                if self.keep_updates:
+                    gp.updates = np.stack(finals).astype(np.float64) - g64
+                part = part.merge(gp)
                 continue
+            gp, kept = Partial.empty(self.n_params), []
             for j, cid in enumerate(ids):  # DP: clip (and noise) each update; weight 1
                 delta, w = self.update_hook(jobs.round, int(cid),
                                             finals[j].astype(np.float64) - g64, float(n[j]))
-                part.add_client(int(cid), delta, w, int(n[j]), losses[j], losses_sq[j])
+                gp.add_client(int(cid), delta, w, int(n[j]), losses[j], losses_sq[j])
+                kept.append(delta)
+            if self.keep_updates:
+                gp.updates = np.stack(kept).astype(np.float64)
+            part = part.merge(gp)
         part.wall_s = time.perf_counter() - t0
         return part
+
+    def _attack(self, finals: list[np.ndarray], g64: np.ndarray, byz: np.ndarray,
+                seeds: np.ndarray) -> list[np.ndarray]:
+        """What Byzantine clients send instead of their update (simulator/config/adversary.py);
+        label_flip already poisoned their training labels."""
+        adv = self.adversary
+        if adv is None or adv.attack == "label_flip":
+            return finals
+        out = list(finals)
+        for j in np.flatnonzero(byz):
+            delta = finals[j].astype(np.float64) - g64
+            if adv.attack == "sign_flip":
+                bad = -adv.scale * delta
+            elif adv.attack == "scale":
+                bad = adv.scale * delta
+            else:  # gaussian: noise keyed by the job's training seed
+                g = np.random.default_rng(np.random.SeedSequence([int(seeds[j]), 0xBAD]))
+                bad = g.normal(0.0, adv.scale, delta.shape)
+            out[j] = (g64 + bad).astype(finals[j].dtype)
+        return out
 
     def train_clients(self, global_flat: np.ndarray, jobs: JobBatch, batched: bool) -> np.ndarray:
         """Final parameters per client (for tests comparing batched and sequential)."""
