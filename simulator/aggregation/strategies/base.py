@@ -16,11 +16,13 @@ class Params(BaseModel):
 
 
 def base_step(scenario: Any, sums: ServerSums, ctx: AggregationContext) -> np.ndarray:
-    """The trigger's own averaging step, which the server optimisers build on: on the buffered
-    trigger FedBuff's staleness-weighted mean (``aggregation.fedbuff``), else the FedAvg mean (an
-    edge mean at the cloud). With no momentum / no proximal term a strategy is thereby the
-    trigger's default strategy, bit for bit."""
-    if ctx.trigger == "buffered" and sums.mean is None:
+    """The averaging step the scenario would use without a strategy, which the others build on:
+    with ``aggregation.method: fedbuff`` (buffered trigger) FedBuff's staleness-weighted mean
+    (``aggregation.fedbuff``), else the FedAvg mean (an edge mean at the cloud). With no momentum
+    / no proximal term a strategy is thereby the scenario's default strategy, bit for bit."""
+    agg = getattr(scenario, "aggregation", None)
+    if (ctx.trigger == "buffered" and sums.mean is None
+            and getattr(agg, "method", "fedavg") == "fedbuff"):
         cfg = getattr(getattr(scenario, "aggregation", None), "fedbuff", None)
         kind = getattr(cfg, "staleness", "sqrt")
         exponent = float(getattr(cfg, "staleness_exponent", 0.5))
