@@ -218,6 +218,13 @@ def strategy_problem(scenario: Any, name: str | None = None) -> tuple[str, str] 
         if getattr(getattr(scenario, "privacy", None), "mode", "none") == "central":
             return ("privacy.mode", f"'central' is not supported by aggregation.strategy "
                     f"'{name}' (it needs individual client updates; allowed: none, local)")
+    if "client_state" in declared(entry, "needs"):
+        if getattr(getattr(scenario, "secure_aggregation", None), "enabled", False):
+            return ("secure_aggregation.enabled", f"not supported by aggregation.strategy "
+                    f"'{name}' (it reads each client's new state, e.g. control variates)")
+        if getattr(getattr(scenario, "privacy", None), "mode", "none") != "none":
+            return ("privacy.mode", f"not supported by aggregation.strategy '{name}' (its "
+                    "per-client state, e.g. control variates, is not privatised; allowed: none)")
     return None
 
 

@@ -197,6 +197,9 @@ STRATEGIES.add("median", _S + "median:Median", declares=_EACH, doc="coordinate-w
 STRATEGIES.add("trimmed_mean", _S + "trimmed_mean:TrimmedMean", declares=_EACH,
                doc="coordinate-wise trimmed mean")
 STRATEGIES.add("krum", _S + "krum:Krum", declares=_EACH, doc="Krum / Multi-Krum")
+STRATEGIES.add("scaffold", _S + "scaffold:Scaffold",
+               declares=("trigger:sync", "trigger:buffered", "needs:client_state"),
+               doc="SCAFFOLD control variates")
 
 # What a trigger can declare; a scenario using a feature its trigger does not declare is refused.
 FEATURES = {

@@ -164,6 +164,8 @@ class Simulation:
         self.shared = SharedClock(self)  # shared server, split server and edge capacity
         self.avail_index = AvailabilityIndex.build(self.pop)  # None below 10^5 clients
         self.global_flat = self.executor.initial_state() if self.executor else np.zeros(0)
+        if self.real and (check := getattr(self.chain.strategy, "check_model", None)):
+            check(int(self.global_flat.size))  # memory the strategy needs for this model
         self.clock_s = 0.0
         self.next_round = 0
         self.accuracy: float | None = None

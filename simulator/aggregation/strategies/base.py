@@ -8,7 +8,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from simulator.aggregation.fedbuff import staleness_weight
-from simulator.aggregation.strategy import AggregationContext, ServerSums
+from simulator.aggregation.strategy import AggregationContext, ServerSums, StatelessStrategy
+from simulator.errors import InputError
+
+UPDATES_BYTES_MAX = 8e9  # individual updates the driver may hold for one aggregation
 
 
 class Params(BaseModel):
@@ -32,3 +35,28 @@ def base_step(scenario: Any, sums: ServerSums, ctx: AggregationContext) -> np.nd
 
 def as_array(x: Any) -> np.ndarray | None:
     return None if x is None else np.asarray(x, np.float64).copy()
+
+
+def updates_per_aggregation(scenario: Any) -> int:
+    """The most individual updates one aggregation holds: ``clients_per_round`` (sync), the
+    FedBuff buffer (buffered)."""
+    fb = getattr(scenario.aggregation, "fedbuff", None)
+    if scenario.trigger == "buffered":
+        return int(fb.buffer_size if fb is not None else 10)
+    return int(scenario.clients_per_round)
+
+
+class NeedsClientUpdates(StatelessStrategy):
+    """Base of the rules that read every individual update (``needs:client_updates``): the
+    workloads return each update as float64 rows besides the fixed-point sum, so the driver holds
+    k x 8 P bytes per aggregation (twice that while the shards' rows are concatenated); refused
+    above ``UPDATES_BYTES_MAX``."""
+
+    def check_model(self, n_params: int) -> None:
+        k = updates_per_aggregation(self.scenario)
+        need = 2.0 * 8.0 * n_params * k
+        if need > UPDATES_BYTES_MAX:
+            raise InputError("aggregation.strategy", f"'{self.scenario.strategy}' reads every "
+                             f"update: {k:,} updates x {n_params:,} parameters need about "
+                             f"{need / 1e9:.1f} GB in the driver (limit "
+                             f"{UPDATES_BYTES_MAX / 1e9:.0f} GB); fewer clients per aggregation")

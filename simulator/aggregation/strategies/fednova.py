@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from simulator.aggregation.fedavg import step_model
-from simulator.aggregation.strategy import StatelessStrategy
+from simulator.aggregation.strategies.base import NeedsClientUpdates
 
 
 def local_steps(n_samples: np.ndarray, epochs: int, batch_size: int) -> np.ndarray:
@@ -29,7 +29,7 @@ def norm_a(tau: np.ndarray, rho: float) -> np.ndarray:
     return (tau - rho * (1.0 - rho ** tau) / (1.0 - rho)) / (1.0 - rho)
 
 
-class FedNova(StatelessStrategy):
+class FedNova(NeedsClientUpdates):
     """FedNova (Wang et al. 2020): updates normalised by local steps."""
 
     def apply(self, global_flat: np.ndarray, sums: Any, ctx: Any) -> np.ndarray:

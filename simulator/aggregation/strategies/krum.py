@@ -15,8 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from simulator.aggregation.fedavg import step_model
-from simulator.aggregation.strategies.base import Params
-from simulator.aggregation.strategy import StatelessStrategy
+from simulator.aggregation.strategies.base import NeedsClientUpdates, Params
 
 
 class KrumParams(Params):
@@ -33,7 +32,7 @@ def krum_scores(deltas: np.ndarray, f: int) -> np.ndarray:
     return np.sort(d2, axis=1)[:, :closest].sum(1) if n > 1 else np.zeros(n)
 
 
-class Krum(StatelessStrategy):
+class Krum(NeedsClientUpdates):
     """Krum / Multi-Krum (Blanchard et al. 2017)."""
 
     Params = KrumParams

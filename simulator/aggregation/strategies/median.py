@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from simulator.aggregation.fedavg import step_model
-from simulator.aggregation.strategy import StatelessStrategy
+from simulator.aggregation.strategies.base import NeedsClientUpdates
 
 
-class Median(StatelessStrategy):
+class Median(NeedsClientUpdates):
     """Coordinate-wise median of the client updates (Yin et al. 2018)."""
 
     def apply(self, global_flat: np.ndarray, sums: Any, ctx: Any) -> np.ndarray:

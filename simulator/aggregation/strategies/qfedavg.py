@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from simulator.aggregation.strategies.base import Params
-from simulator.aggregation.strategy import StatelessStrategy
+from simulator.aggregation.strategies.base import NeedsClientUpdates, Params
 
 
 class QFedAvgParams(Params):
@@ -27,7 +26,7 @@ class QFedAvgParams(Params):
     lipschitz: float | None = Field(None, gt=0, description="L (default 1 / training.lr)")
 
 
-class QFedAvg(StatelessStrategy):
+class QFedAvg(NeedsClientUpdates):
     """q-FedAvg (Li et al. 2020): fairness through loss-weighted updates."""
 
     Params = QFedAvgParams

@@ -11,15 +11,14 @@ import numpy as np
 from pydantic import Field
 
 from simulator.aggregation.fedavg import step_model
-from simulator.aggregation.strategies.base import Params
-from simulator.aggregation.strategy import StatelessStrategy
+from simulator.aggregation.strategies.base import NeedsClientUpdates, Params
 
 
 class TrimmedMeanParams(Params):
     beta: float = Field(0.1, ge=0, lt=0.5, description="fraction trimmed at each end")
 
 
-class TrimmedMean(StatelessStrategy):
+class TrimmedMean(NeedsClientUpdates):
     """Coordinate-wise trimmed mean (Yin et al. 2018)."""
 
     Params = TrimmedMeanParams
