@@ -18,10 +18,10 @@ import pytest
 import simulator
 from simulator import FedFleetError
 from simulator.aggregation.fedavg import Partial
+from simulator.aggregation.strategies.fedavgm import FedAvgM, FedAvgMParams
 from simulator.aggregation.strategies.fednova import FedNova
 from simulator.aggregation.strategies.fedopt import FedAdagrad, FedAdam, FedOptParams, FedYogi
 from simulator.aggregation.strategies.fedprox import FedProx, FedProxParams
-from simulator.aggregation.strategies.fedavgm import FedAvgM, FedAvgMParams
 from simulator.aggregation.strategies.krum import Krum, KrumParams
 from simulator.aggregation.strategies.median import Median
 from simulator.aggregation.strategies.qfedavg import QFedAvg, QFedAvgParams

@@ -103,7 +103,7 @@ class ServerSums:
         cat = np.concatenate
         return ClientUpdates(
             cat([c.partial.client_ids for c in parts]),
-            cat([c.partial.updates for c in parts]),  # type: ignore[misc]
+            cat([c.partial.updates for c in parts]),
             cat([c.partial.n_samples for c in parts]).astype(np.float64),
             cat([c.partial.loss_mean for c in parts]),
             cat([np.full(len(c.partial.client_ids), c.staleness) for c in parts]))

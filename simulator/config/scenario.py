@@ -15,9 +15,9 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from simulator import FedFleetError, InputError
+from simulator.config.adversary import Adversary, adversary_problems
 from simulator.config.base import PART_NAME, PluginParams
 from simulator.config.base import Strict as _Strict
-from simulator.config.adversary import Adversary, adversary_problems
 from simulator.config.dynamics import Capacity, Dynamics, Estimates, TraceFleet
 from simulator.config.hierarchy import Hierarchy, hierarchy_problems
 from simulator.config.model import ClockProxy, Compression, Model, WorkloadSettings  # noqa: F401  (re-exported)

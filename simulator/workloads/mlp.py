@@ -176,9 +176,9 @@ class MLPWorkload:
             sel = order[s:s + group]
             ids, seeds = jobs.client_ids[sel], jobs.seeds[sel]
             inputs = [self._client_inputs(c, sd) for c, sd in zip(ids, seeds, strict=True)]
-            byz = jobs.assignment.get("byzantine")
-            byz = None if byz is None or self.adversary is None else np.asarray(byz)[sel]
-            if byz is not None and self.adversary.attack == "label_flip":
+            adv, byz = self.adversary, jobs.assignment.get("byzantine")
+            byz = None if byz is None or adv is None else np.asarray(byz)[sel]
+            if byz is not None and adv is not None and adv.attack == "label_flip":
                 k = self.dataset.n_classes
                 inputs = [(x, (k - 1 - y).astype(y.dtype), pl) if b else (x, y, pl)
                           for (x, y, pl), b in zip(inputs, byz, strict=True)]

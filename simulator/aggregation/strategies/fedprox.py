@@ -38,5 +38,5 @@ class FedProx(StatelessStrategy):
     def apply(self, global_flat: np.ndarray, sums: Any, ctx: Any) -> np.ndarray:
         return step_model(global_flat, base_step(self.scenario, sums, ctx), ctx.server_lr)
 
-    def client_training(self) -> Proximal:  # type: ignore[override]
+    def client_training(self) -> Proximal:
         return Proximal(self.params.mu if self.params is not None else 0.01)

@@ -71,7 +71,7 @@ class Scaffold(StatelessStrategy):
         self.population = int(getattr(pop, "size", 1) or 1)
 
     # --- client side ----------------------------------------------------------------------------
-    def client_training(self) -> ControlVariates:  # type: ignore[override]
+    def client_training(self) -> ControlVariates:
         return ControlVariates(float(self.scenario.training.lr))
 
     def check_model(self, n_params: int) -> None:
