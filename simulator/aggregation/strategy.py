@@ -179,9 +179,11 @@ class StatelessStrategy:
 
 
 def register_strategy(name: str | None = None, *, params: Any = None,
-                      replace: bool = False) -> Callable[[Any], Any]:
-    """Decorator for a plugin strategy class: ``@register_strategy("fedavgm", params=P)``."""
-    return STRATEGIES.register(name, params=params, replace=replace)
+                      declares: Sequence[str] = (), replace: bool = False) -> Callable[[Any], Any]:
+    """Decorator for a plugin strategy class: ``@register_strategy("fedavgm", params=P)``;
+    ``declares``: ``trigger:<t>`` it runs on, ``needs:client_updates`` / ``needs:client_state``
+    (docs/strategies.md)."""
+    return STRATEGIES.register(name, params=params, declares=declares, replace=replace)
 
 
 def build_strategy(scenario: Any) -> Any:
