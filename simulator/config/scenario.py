@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from simulator import FedFleetError, InputError
+from simulator.config.adversary import Adversary, adversary_problems
 from simulator.config.base import PART_NAME, PluginParams
 from simulator.config.base import Strict as _Strict
 from simulator.config.dynamics import Capacity, Dynamics, Estimates, TraceFleet
@@ -216,6 +217,7 @@ class Scenario(_Strict):
         "devices that change: bandwidth, throttling, links, availability (docs/clock.md)"))
     capacity: Capacity = Field(Capacity(), description="shared server/edge/split capacity")
     estimates: Estimates = Field(Estimates(), description="what selectors and planners know")
+    adversary: Adversary | None = Field(None, description="Byzantine clients and their attack")
 
     @model_validator(mode="after")
     def _cross(self) -> Scenario:
@@ -343,6 +345,7 @@ def _check_references(sc: Scenario) -> list[str]:
     lines += selection_problems(sc)
     lines += part_problems(sc)
     lines += privacy_problems(sc, known) + hierarchy_problems(sc, known)
+    lines += adversary_problems(sc)
     return lines
 
 

@@ -372,7 +372,7 @@ class BufferedTrigger:
             g = sorted(groups[key], key=lambda x: x.client)
             ids = np.array([x.client for x in g], np.int64)
             batch = P.jobs(sim, rnd, ids, stack_rows(g), np.ones(len(g), bool),
-                           seed_keys=[(x.id, x.client) for x in g])
+                           seed_keys=[(x.id, x.client) for x in g], version=key[0])
             part = P.train(sim, self.versions[key[0]], batch)
             for x, lo, lsq in zip(g, part.loss_mean, part.loss_sq_mean, strict=True):
                 x.loss, x.loss_sq = float(lo), float(lsq)

@@ -125,14 +125,19 @@ def resolve_sync(sim: Simulation, t0: float, la: Launched, k: int) -> tuple[RD.R
 
 
 def jobs(sim: Simulation, rnd: int, ids: np.ndarray, plan: Plan, mask: np.ndarray,
-         seed_keys: list[tuple[int, int]] | None = None) -> JobBatch:
+         seed_keys: list[tuple[int, int]] | None = None, version: int | None = None) -> JobBatch:
     """Training jobs of ``ids[mask]``; seeds from ``(seed, TRAINING, rnd, client)`` unless
-    ``seed_keys`` gives each job's key."""
+    ``seed_keys`` gives each job's key. ``version``: the model version they start from (default
+    ``rnd``), for strategies that hand each job its own columns (SCAFFOLD's offsets)."""
     sel = ids[mask]
     keys = seed_keys if seed_keys is not None else [(rnd, int(c)) for c in sel]
     seeds = np.array([R.int_seed(sim.sc.seed, R.TRAINING, *k) for k in keys], np.uint64)
     assignment = {k: v[mask] for k, v in plan.columns.items()}
     assignment["kind"] = plan.kind[mask]
+    if (adv := sim.chain.step_named("adversary")) is not None:  # the workload runs the attack
+        assignment["byzantine"] = adv.assign(sel)
+    if (cols := getattr(sim.chain.strategy, "job_columns", None)) is not None:
+        assignment.update(cols(sel, rnd if version is None else version, sim.global_flat.size))
     return JobBatch(rnd, sel, seeds, assignment)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from simulator import FedFleetError, InputError
+from simulator.aggregation.adversary import adversary_step
 from simulator.aggregation.chain import ServerChain
 from simulator.aggregation.strategy import build_strategy
 from simulator.config.scenario import Scenario
@@ -95,6 +96,7 @@ def build_chain(sc: Scenario, pop: Population) -> ServerChain:
         steps.append(secagg)
     if sc.privacy.mode != "none":
         steps.append(ServerPrivacy(sc, pop.size))
+    steps += [s for s in (adversary_step(sc, pop),) if s is not None]  # Byzantine clients
     return ServerChain(build_strategy(sc), steps)
 
 
@@ -162,6 +164,8 @@ class Simulation:
         self.shared = SharedClock(self)  # shared server, split server and edge capacity
         self.avail_index = AvailabilityIndex.build(self.pop)  # None below 10^5 clients
         self.global_flat = self.executor.initial_state() if self.executor else np.zeros(0)
+        if self.real and (check := getattr(self.chain.strategy, "check_model", None)):
+            check(int(self.global_flat.size))  # memory the strategy needs for this model
         self.clock_s = 0.0
         self.next_round = 0
         self.accuracy: float | None = None

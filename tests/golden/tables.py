@@ -46,6 +46,7 @@ CASES: dict[str, dict[str, Any]] = {
     "keyboard-cross-device": {"rounds": 4},
     "llm-7b-lora-fleet": {"rounds": 4},
     "llm-lora-heterogeneous": {"rounds": 2},
+    "byzantine-robust": {"rounds": 4},
 }
 
 
