@@ -29,7 +29,8 @@ class Privacy(_Block):
     accountant: Literal["rdp"] = "rdp"
     sampling_rate: float | None = Field(
         None, gt=0, le=1,
-        description="q for accounting (default clients_per_round / population.size)")
+        description=("q for central DP's accounting, every round (default: each round's actual "
+                     "rate, invited / online; docs/privacy-hierarchy.md)"))
 
 
 class SecureAggregation(_Block):
