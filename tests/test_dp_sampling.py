@@ -105,3 +105,28 @@ def test_buffered_charges_every_aggregation_without_amplification(tmp_path: Path
         expect.append(float(acc.get_epsilon(1e-5)))
     assert max(ms) > 1  # some client sent two updates to one buffer: sensitivity 2C
     np.testing.assert_allclose(r["epsilon"].to_numpy(), expect, rtol=1e-12, atol=0)
+
+
+def test_resumed_run_continues_the_ledger(tmp_path: Path) -> None:
+    """The summed RDP curve is checkpointed: crash after round 3, resume, same epsilons."""
+    from simulator.loop.runner import resume_run
+
+    over = {"privacy.mode": "central", "privacy.noise_multiplier": 1.0, "mode": "analytic",
+            "rounds": 6}
+    ref = run_scenario(parse_scenario(small_doc(**over, **{"output.checkpoint_every": 0})),
+                       name="ref", runs_dir=str(tmp_path / "ref"))
+
+    class Crash(Exception):
+        pass
+
+    def crash(rep: Any) -> None:
+        if rep.round == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_scenario(parse_scenario(small_doc(**over, **{"output.checkpoint_every": 2})),
+                     name="c", runs_dir=str(tmp_path / "c"), on_round=crash)
+    run = resume_run(tmp_path / "c" / "c")
+    a = pd.read_parquet(ref / "rounds.parquet")["epsilon"].to_numpy()
+    b = pd.read_parquet(run / "rounds.parquet")["epsilon"].to_numpy()
+    assert len(a) == 6 and np.array_equal(a, b)
