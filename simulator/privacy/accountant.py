@@ -157,5 +157,11 @@ class PrivacyLedger:
         total = state.pop("privacy__rdp", None)
         if self.mode == "local" and counts is not None:
             self.counts = np.asarray(counts, np.int32).copy()
-        if self.mode == "central" and total is not None:
+        if self.mode == "central":
+            if total is None:  # written before the per-round accounting: its epsilons differ
+                from simulator.errors import FedFleetError
+
+                raise FedFleetError(
+                    "privacy: this checkpoint predates per-round DP accounting (no privacy__rdp); "
+                    "its epsilon cannot be continued: run the scenario again")
             self.total = np.asarray(total, np.float64).copy()
