@@ -130,3 +130,12 @@ def test_resumed_run_continues_the_ledger(tmp_path: Path) -> None:
     a = pd.read_parquet(ref / "rounds.parquet")["epsilon"].to_numpy()
     b = pd.read_parquet(run / "rounds.parquet")["epsilon"].to_numpy()
     assert len(a) == 6 and np.array_equal(a, b)
+
+
+def test_old_central_checkpoint_is_refused() -> None:
+    from simulator.errors import FedFleetError
+    from simulator.privacy.accountant import PrivacyLedger
+
+    ledger = PrivacyLedger("central", 0.1, 1.0, 1e-5, population_size=10)
+    with pytest.raises(FedFleetError, match="privacy__rdp"):
+        ledger.load_state_dict({})  # a checkpoint of the stateless ledger had no key
