@@ -5,8 +5,7 @@ import pytest
 
 from tests.golden import tables as G
 
-STATIC = {"dynamics.enabled": False, "estimates.mode": "oracle",
-          "capacity.split_server": "per_client"}
+STATIC = G.STATIC_OVERRIDES
 
 
 @pytest.mark.parametrize("name", sorted(G.CASES))

@@ -231,7 +231,9 @@ TRIGGERS.add("hierarchical", "simulator.loop.hierarchical:HierarchicalTrigger",
 #   uses:<field>     a model.* field that only the declaring model kinds read;
 #   pick:fastest     a workload kind whose fastest admissible option wins (not its most capable);
 #   analytic:sizes   a model kind that needs only client sizes (no corpus) in mode analytic;
-#   supports:<x>     an optional capability (supports:client_training: a strategy's client hook).
+#   supports:<x>     an optional capability (supports:client_training: a strategy's client hook);
+#   samples:uniform  a selection policy that invites uniformly among the online clients (central
+#                    DP's sampling-rate accounting assumes it).
 # Each refusal below is generated from them, so a plugin's declarations get the same checks.
 def declared(entry: Entry, prefix: str) -> list[str]:
     """The values of an entry's ``prefix:value`` declarations, sorted."""
@@ -352,6 +354,7 @@ POLICIES: Registry[Any] = Registry("selection policy", "selection.policy",
                                    required=("select", "observe", "state_dict",
                                              "load_state_dict"))
 POLICIES.add("random", "simulator.selection.random_policy:RandomSelector",
+             declares=("samples:uniform",),  # central DP's accounting needs it (config/privacy)
              doc="uniform over the available clients (FedAvg)")
 POLICIES.add("oort", "simulator.selection.oort:OortSelector",
              doc="Oort (Lai et al. OSDI'21): statistical x system utility, exploration")

@@ -219,6 +219,10 @@ class HierarchicalTrigger:
             "cloud_wait_s": cloud.get("cloud_wait_s", 0.0),
             "backhaul_bytes": cloud.get("backhaul_bytes", 0.0),
         })
+        dp = sim.privacy
+        if dp is not None and dp.mode == "central":  # each edge samples its own online clients
+            row["privacy_q"] = max(len(c["client_id"]) / cands[e].size
+                                   for e, c in zip(active, cols_list, strict=True))
         states: list[Any] = []
         if charged and charged[0]:  # one merged state per charging step (secure aggregation)
             secagg = sim.secagg
