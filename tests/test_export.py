@@ -43,6 +43,7 @@ def _scalars(rounds: pd.DataFrame) -> list[str]:
 
 def test_tensorboard_reads_back_every_scalar(runs: dict[str, Path], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "tb"
@@ -70,6 +71,7 @@ def test_tensorboard_reads_back_every_scalar(runs: dict[str, Path], tmp_path: Pa
 
 
 def test_tensorboard_leaves_out_unevaluated_rounds(runs: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     X.export_runs([runs["ana"]], "tensorboard", tmp_path / "tb")
@@ -83,6 +85,7 @@ def test_tensorboard_leaves_out_unevaluated_rounds(runs: dict[str, Path], tmp_pa
 def test_mlflow_store_reads_back_with_mlflow_client(runs: dict[str, Path], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "mlruns"
@@ -188,6 +191,7 @@ def test_a_failed_overwrite_keeps_the_earlier_export(runs: dict[str, Path], tmp_
 
 def test_several_runs_go_to_subdirectories(runs: dict[str, Path], tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
     assert main(["export", str(runs["real"]), str(runs["ana"]), "--to", "tensorboard"]) == 2
@@ -214,6 +218,20 @@ def test_bad_input_is_one_line(runs: dict[str, Path], tmp_path: Path,
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and needle in err, err
+
+
+def test_a_missing_library_is_one_line(runs: dict[str, Path], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlflow" else real(name, *a))
+    assert main(["export", str(runs["ana"]), "--to", "mlflow", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs the 'mlflow-skinny' package" in err
+    assert not (tmp_path / "m").exists()
 
 
 def test_the_core_does_not_import_tensorboard_or_mlflow() -> None:

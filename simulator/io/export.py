@@ -47,6 +47,16 @@ MLFLOW_PARAM_MAX = 6000  # characters in an MLflow param value
 MLFLOW_BATCH = 1000  # metrics + params + tags in one log_batch
 
 
+def _need(module: str, fmt: str, package: str) -> None:
+    """A missing optional library is a one-line error naming what to install."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise InputError("--to", f"{fmt} needs the '{package}' package (pip install "
+                                 f"'{package}', or the 'export' extra: pip install "
+                                 "'fedfleet[export]')")
+
+
 def check_run(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise InputError("RUN", f"'{run_dir}' does not exist")
@@ -242,6 +252,10 @@ def export_runs(runs: list[Path], fmt: str, out: Path | None = None, *, overwrit
     runs = [Path(r) for r in runs]
     for r in runs:
         check_run(r)
+    if fmt == "tensorboard":
+        _need("tensorboard", fmt, "tensorboard")
+    elif fmt == "mlflow":
+        _need("mlflow", fmt, "mlflow-skinny")
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise InputError("RUN", "two runs share a name; export them to separate --out")
