@@ -172,7 +172,8 @@ def test_dashboard_says_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_runs_of_a_missing_directory_is_an_error(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["runs", str(tmp_path / "nonexistent")]) == 2
     err = capsys.readouterr().err
     assert err == f"fedfleet: error: RUNS_DIR: '{tmp_path / 'nonexistent'}' does not exist\n"
@@ -180,6 +181,10 @@ def test_runs_of_a_missing_directory_is_an_error(tmp_path: Path,
     assert main(["runs", str(tmp_path / "file")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert main(["runs", str(tmp_path)]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)  # not named and no ./runs: nothing yet, not an error
+    assert main(["runs"]) == 0
+    assert "no runs found" in capsys.readouterr().out
 
 
 def _names() -> list[str]:

@@ -140,7 +140,10 @@ def _wrote(path: Path, what: str, runs: list[Path]) -> None:
 def cmd_runs(args: argparse.Namespace) -> int:
     from simulator.cli.runs import list_runs, print_runs
 
-    runs_dir = Path(args.runs_dir)
+    runs_dir = Path(args.runs_dir or "runs")
+    if args.runs_dir is None and not runs_dir.exists():  # not named: ./runs need not exist yet
+        print("no runs found (no 'runs' directory here; name one: fedfleet runs DIR)")
+        return 0
     if not runs_dir.is_dir():
         what = "is not a directory" if runs_dir.exists() else "does not exist"
         raise InputError("RUNS_DIR", f"'{runs_dir}' {what}")
@@ -208,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("runs", help="list runs with their key results", formatter_class=raw,
                         epilog="example:\n  fedfleet runs runs/")
-    ls.add_argument("runs_dir", nargs="?", default="runs")
+    ls.add_argument("runs_dir", nargs="?", default=None,
+                    help="a runs directory (default: ./runs); a missing one named is an error")
     ls.set_defaults(func=cmd_runs)
 
     pr = sub.add_parser("profiles", help="list, import or calibrate device profiles",
