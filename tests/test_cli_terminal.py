@@ -44,12 +44,13 @@ def test_run_without_a_tty_logs_every_round_and_a_summary(tmp_path: Path) -> Non
                "--target-accuracy", "0.05")
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    rows = re.findall(r"^\[logs\] round (\d+)/4  sim \S+  accuracy (0\.\d{4})  loss \d+\.\d{4}  "
+    rows = re.findall(r"^\[logs\] round (\d+)/4  sim \S+  accuracy (0\.\d{4})  loss (\d+\.\d{4})  "
                       r"completed (\d+)$", out, re.M)
     assert [int(r[0]) for r in rows] == [1, 2, 3, 4]
     table = __import__("pandas").read_parquet(tmp_path / "runs" / "logs" / "rounds.parquet")
     assert [float(r[1]) for r in rows] == [round(a, 4) for a in table["accuracy"]]
-    assert [int(r[2]) for r in rows] == list(table["completed"])
+    assert [float(r[2]) for r in rows] == [round(v, 4) for v in table["loss"]]
+    assert [int(r[3]) for r in rows] == list(table["completed"])
     assert "[logs] importing torch, building the model..." in out  # start-up status (local)
     assert out.index("importing torch") < out.index("round 1/4")
     final = table["accuracy"].iloc[-1]

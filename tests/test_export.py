@@ -119,6 +119,9 @@ def test_mlflow_store_reads_back_with_mlflow_client(runs: dict[str, Path], tmp_p
         arts = {a.path for a in client.list_artifacts(info.info.run_id)}
         assert arts == {"manifest.json", "rounds.parquet"}
     assert "accuracy" not in found["ana"].data.metrics  # analytic: never evaluated
+    # Every directory in the store is an MLflow experiment (nothing MLflow calls malformed).
+    dirs = [d for d in out.iterdir() if d.is_dir() and d.name != ".trash"]
+    assert dirs and all((d / "meta.yaml").exists() for d in dirs), sorted(d.name for d in dirs)
 
 
 def test_csv_equals_the_parquet_tables(runs: dict[str, Path], tmp_path: Path) -> None:

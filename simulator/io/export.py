@@ -275,14 +275,15 @@ def export_runs(runs: list[Path], fmt: str, out: Path | None = None, *, overwrit
     try:
         with _claim(out, overwrite):
             for r in runs:
+                if fmt == "mlflow":  # one store; the runs are MLflow runs in it
+                    details[r.name] = write_mlflow(r, out.resolve().as_uri(), experiment)
+                    continue
                 sub = out if len(runs) == 1 else out / r.name
                 sub.mkdir(parents=True, exist_ok=True)
                 if fmt == "tensorboard":
                     details[r.name] = write_tensorboard(r, sub)
-                elif fmt == "csv":
-                    details[r.name] = [str(p) for p in write_csv(r, sub)]
                 else:
-                    details[r.name] = write_mlflow(r, out.resolve().as_uri(), experiment)
+                    details[r.name] = [str(p) for p in write_csv(r, sub)]
             _marker(out, fmt, runs)
     except OSError as exc:
         raise FedFleetError(f"--out: cannot write '{out}' ({exc.strerror or exc})") from None
