@@ -428,7 +428,7 @@ class BufferedTrigger:
         recorder.append(row, cols)
         sim.clock_s = closed.time_s
         sim.next_round = rnd + 1
-        return RoundReport(rnd, sim.clock_s, acc, row["completed"])
+        return RoundReport(rnd, sim.clock_s, acc, row["completed"], loss)
 
     # --- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -231,7 +231,7 @@ class HierarchicalTrigger:
         recorder.append(row, cols)
         sim.clock_s = sim_end
         sim.next_round = rnd + 1
-        return RoundReport(rnd, sim.clock_s, acc, row["completed"])
+        return RoundReport(rnd, sim.clock_s, acc, row["completed"], loss)
 
     # --- checkpoint state (merged into the simulation's checkpoint under 'hier__' keys) ----------
     def state_dict(self) -> dict[str, Any]:

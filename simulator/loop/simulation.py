@@ -14,6 +14,7 @@ recording and callbacks work the same for every trigger.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,7 @@ class RoundReport:
     sim_end_s: float
     accuracy: float
     completed: int
+    loss: float = math.nan  # evaluation loss; NaN when not evaluated
 
 
 def build_population(sc: Scenario) -> tuple[Population, Any]:

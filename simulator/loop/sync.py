@@ -66,7 +66,7 @@ class SyncTrigger:
                        time.perf_counter() - wall0)
         sim.clock_s = t0 + out.duration_s
         sim.next_round = rnd + 1
-        return RoundReport(rnd, sim.clock_s, acc, row["completed"])
+        return RoundReport(rnd, sim.clock_s, acc, row["completed"], loss)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
