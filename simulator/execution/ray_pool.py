@@ -86,6 +86,49 @@ def startup_error_line(text: str) -> str:
     return f"executor: a Ray actor failed to start ({reason})"
 
 
+AUTH_HELP = ("if the cluster uses token authentication (Ray 2.59+ turns it on for `ray start "
+             "--head`), set RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN, "
+             "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token (`ray get-auth-token` on the head node "
+             "prints it); see docs/cluster.md")
+
+
+def token_source() -> str | None:
+    """Where a Ray token would come from on this machine (Ray's own precedence), or None."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return os.environ["RAY_AUTH_TOKEN_PATH"]
+    default = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return default if os.path.isfile(default) else None
+
+
+def join_ray(ray: Any, addr: str, **kwargs: Any) -> None:
+    """``ray.init(address=addr)``; a failure is one line that says what to set.
+
+    A cluster started with ``ray start --head`` by Ray 2.59+ requires a token, but a driver
+    joining it sends one only with ``RAY_AUTH_MODE=token``; without it Ray logs
+    ``InvalidAuthToken`` and raises a bare connection error. Ray reads the mode once per
+    process, so it cannot be switched on for a retry; and a driver in token mode cannot start
+    actors on a cluster without authentication, so it cannot be switched on by guessing either.
+    The error therefore names the fix, and points at this machine's token when there is one."""
+    try:
+        ray.init(address=addr, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        mode, src = os.environ.get("RAY_AUTH_MODE"), token_source()
+        if mode != "token" and src is not None:
+            hint = (f"the cluster probably requires token authentication and this driver sent "
+                    f"no token: rerun with RAY_AUTH_MODE=token (the token is then read from "
+                    f"{src}); see docs/cluster.md")
+        elif mode == "token":
+            hint = (f"RAY_AUTH_MODE=token is set: check that the token "
+                    f"({src or 'none found'}) is the cluster's (`ray get-auth-token` on the head "
+                    "node prints it); see docs/cluster.md")
+        else:
+            hint = AUTH_HELP
+        raise FedFleetError(f"executor.address: cannot join Ray at {addr} ({exc}); "
+                            f"{hint}") from None
+
+
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Join ``address`` (or RAY_ADDRESS) if given, else start a local instance."""
     import ray
@@ -95,17 +138,17 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     addr = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "configure_logging": False}
+    if addr:
+        status.info("joining Ray at %s...", addr)
+        join_ray(ray, addr, **kwargs)
+        return
+    # "local": always a private instance, never another Ray that runs on this machine
+    cpus = num_cpus or os.cpu_count() or 1
+    status.info("starting Ray (%d CPUs)...", cpus)
     try:
-        if addr:
-            status.info("joining Ray at %s...", addr)
-            ray.init(address=addr, **kwargs)
-        else:
-            # "local": always a private instance, never another Ray that runs on this machine
-            cpus = num_cpus or os.cpu_count() or 1
-            status.info("starting Ray (%d CPUs)...", cpus)
-            ray.init(address="local", num_cpus=cpus, **kwargs)
+        ray.init(address="local", num_cpus=cpus, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise FedFleetError(f"executor.address: cannot start or join Ray ({exc})") from None
+        raise FedFleetError(f"executor.address: cannot start Ray ({exc})") from None
 
 
 class RayExecutor:

@@ -132,11 +132,13 @@ def _start_ray() -> bool:
     addr = os.environ.get("RAY_ADDRESS")
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                           "configure_logging": False}
-    try:
-        if addr:
-            ray.init(address=addr, **kw)
-        else:  # "local": never join some other session's cluster found on this machine
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, **kw)
+    if addr:
+        from simulator.execution.ray_pool import join_ray
+
+        join_ray(ray, addr, **kw)  # token authentication when the cluster needs it
+        return True
+    try:  # "local": never join some other session's cluster found on this machine
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, **kw)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         from simulator import FedFleetError
 
