@@ -56,7 +56,8 @@ class FileParams(Strict):
         "client_column"))
     client_column: str | None = Field(None, description=(
         "column of client ids: one client per id with partition: natural"))
-    standardize: bool = Field(True, description="tabular: scale features to mean 0, std 1")
+    standardize: bool = Field(True, description=(
+        "tabular, hf tables: scale features to mean 0, std 1 (the training rows' statistics)"))
     image_column: str | None = Field(None, description=(
         "hf: the image column (default: the first datasets.Image column, if any)"))
     image_size: tuple[int, int] | None = Field(None, description=(
@@ -383,7 +384,7 @@ def build_file_dataset(kind: str, scenario: Any, population_size: int, p: FilePa
         raise InputError("data.test_fraction", f"{len(xtr)} training and {len(xt)} test rows; "
                          "the data needs both")
     ytr, yte, k = _labels(ytr_raw, yt_raw)
-    if kind == "tabular" and p.standardize:
+    if p.standardize and len(train.input_shape) == 1 and kind != "images":  # a table's columns
         mu, sd = xtr.mean(0), xtr.std(0)
         sd[sd == 0] = 1.0
         xtr, xt = (xtr - mu) / sd, (xt - mu) / sd
