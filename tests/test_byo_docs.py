@@ -5,8 +5,9 @@ ones."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def test_the_page_has_its_examples() -> None:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The files the examples name, generated in tmp_path (the working directory), and the
     factory ``my_models.credit:make``."""
     spec = importlib.util.spec_from_file_location(
