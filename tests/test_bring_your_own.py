@@ -450,3 +450,37 @@ def test_transformer_clock_proxy_charges_the_bigger_model() -> None:
     assert len(small) > 0 and len(big) > 0
     assert big.bytes_down.min() > 100 * small.bytes_down.max()
     assert big.memory_bytes.min() > 13e9 > small.memory_bytes.max()  # 7B fp16 weights
+
+
+# --- a wrong column, a missing file, no Pillow: one line at validate time ----------------------
+@pytest.mark.parametrize(("params", "field", "needle"), [
+    ({"label": "nolabel"}, "data.params.label", "no column 'nolabel' in data.path"),
+    ({"features": ["f0", "nope"]}, "data.params.features", "no column 'nope' in data.path"),
+    ({"client_column": "nope"}, "data.params.client_column", "no column 'nope' in data.path"),
+])
+def test_a_wrong_column_is_one_line_at_validate(params, field, needle, tmp_path, capsys) -> None:
+    csv = tabular_csv(tmp_path / "t.csv", n=200)
+    partition = "natural" if "client_column" in params else "iid"
+    doc = small_doc(**{"data": {"dataset": "tabular", "path": str(csv), "partition": partition,
+                                "params": params}})
+    assert needle in _one_line(*_validate(tmp_path, doc, capsys), field)
+
+
+def test_a_missing_file_or_test_file_is_one_line_at_validate(tmp_path, capsys) -> None:
+    csv = tabular_csv(tmp_path / "t.csv", n=200)
+    for field, data in (("data.path", {"path": str(tmp_path / "absent.csv")}),
+                        ("data.test_path", {"path": str(csv),
+                                            "test_path": str(tmp_path / "absent.csv")})):
+        doc = small_doc(**{"data": {"dataset": "tabular", "partition": "iid", **data}})
+        assert "file not found" in _one_line(*_validate(tmp_path, doc, capsys), field)
+
+
+def test_an_image_folder_without_pillow_is_refused_in_one_line(
+        tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "folder" / "a").mkdir(parents=True)
+    (tmp_path / "folder" / "a" / "0.png").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL raises ImportError
+    doc = small_doc(**{"data": {"dataset": "images", "path": str(tmp_path / "folder"),
+                                "partition": "iid"}})
+    line = _one_line(*_validate(tmp_path, doc, capsys), "data.path")
+    assert "needs Pillow" in line
