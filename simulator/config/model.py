@@ -14,14 +14,37 @@ class ClockProxy(_Strict):
     """Charge the simulated clock for a different model than the one really trained.
 
     FedScale-style decoupling: e.g. train a small MLP for speed while the clock charges the
-    bytes and FLOPs of a ResNet-18 update. Recorded in the manifest; leave unset to charge the
-    trained model itself.
+    bytes and FLOPs of a ResNet-18 update. For mlp and the torch kinds (custom, cnn, resnet18,
+    mobilenet_v2) give ``params`` and ``train_flops_per_sample``; for a transformer give the
+    charged model as ``preset`` / ``config`` (e.g. train tiny-llama, charge llama-2-7b: the
+    capability planner then costs every workload option of the 7B model). Recorded in the
+    manifest; leave unset to charge the trained model itself.
     """
 
     name: str = "proxy"
-    params: float = Field(gt=0, le=1e13, description="parameters sent down and up")
-    train_flops_per_sample: float = Field(gt=0, le=1e16)
+    params: float | None = Field(None, gt=0, le=1e13, description=(
+        "parameters sent down and up (mlp and torch model kinds)"))
+    train_flops_per_sample: float | None = Field(None, gt=0, le=1e16, description=(
+        "training FLOPs per sample (mlp and torch model kinds)"))
     bytes_per_param: float = Field(4.0, gt=0, le=8)
+    preset: Literal["llama-2-7b", "llama-2-13b", "llama-2-70b", "tinyllama-1.1b",
+                    "tiny-llama"] | None = Field(None, description=(
+        "transformer: the preset the clock charges (its closed-form costs, same seq_len)"))
+    config: dict[str, Any] | None = Field(None, description=(
+        "transformer: config keys of the charged model, over the preset (or the trained "
+        "model's family)"))
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ClockProxy:
+        dense = self.params is not None or self.train_flops_per_sample is not None
+        llm = self.preset is not None or self.config is not None
+        if dense and llm:
+            raise ValueError("give either params and train_flops_per_sample (a dense model) or "
+                             "preset/config (a transformer), not both")
+        if not llm and (self.params is None or self.train_flops_per_sample is None):
+            raise ValueError("params and train_flops_per_sample are both required (or give a "
+                             "transformer preset/config)")
+        return self
 
 
 class Compression(_Strict):
@@ -37,6 +60,52 @@ class Compression(_Strict):
 
 # full, lora, partial, split, width, or one a plugin registers (core/registry.py WORKLOADS)
 WorkloadKind = Annotated[str, Field(pattern=PART_NAME)]
+
+
+class WorkloadChoice(_Strict):
+    """What the clients of one device class train (a per-class workload rule). Unset fields are
+    free: ``{kind: lora}`` lets the planner pick the rank, ``{lora_rank: 4}`` implies LoRA. The
+    planner still checks memory and the deadline: a rule whose options do not fit the device's
+    memory is not honoured (the client takes its normal choice, or none with ``strict``), and
+    clients.parquet says so (``rule_honoured``, ``workload_note``)."""
+
+    kind: WorkloadKind | None = Field(None, description=(
+        "workload kind these clients train (one of model.workloads.order)"))
+    lora_rank: int | None = Field(None, ge=1, le=4096, description=(
+        "LoRA rank (one of model.workloads.lora_ranks); implies kind lora"))
+    blocks: int | None = Field(None, ge=1, le=4096, description=(
+        "trainable top blocks (one of model.workloads.partial_blocks); implies kind partial"))
+    cut: int | None = Field(None, ge=1, le=4096, description=(
+        "split cut (one of model.workloads.split_cuts); implies kind split"))
+    width: float | None = Field(None, gt=0, le=1, description=(
+        "HeteroFL width rate (one of model.workloads.width_rates); implies kind width"))
+    strict: bool = Field(False, description=(
+        "when the rule cannot be honoured (out of memory): no workload (out_of_memory) instead "
+        "of the planner's normal choice"))
+
+    def implied_kind(self) -> str | None:
+        """The kind the rule fixes: ``kind``, else the one its rank/blocks/cut/width implies."""
+        implied = [k for k, v in (("lora", self.lora_rank), ("partial", self.blocks),
+                                  ("split", self.cut), ("width", self.width)) if v is not None]
+        if self.kind is not None:
+            return self.kind
+        return implied[0] if len(implied) == 1 else None
+
+    def label(self) -> str:
+        """Short text for clients.parquet, e.g. ``lora r=4``."""
+        parts = [self.implied_kind() or "any"]
+        for name, v in (("r", self.lora_rank), ("blocks", self.blocks), ("cut", self.cut),
+                        ("width", self.width)):
+            if v is not None:
+                parts.append(f"{name}={v:g}" if isinstance(v, float) else f"{name}={v}")
+        return " ".join(parts)
+
+
+class WorkloadRule(WorkloadChoice):
+    """A per-class workload rule of ``model.workloads.rules``."""
+
+    classes: tuple[str, ...] = Field(min_length=1, description=(
+        "device classes (profile names of population.mix) the rule applies to"))
 
 
 class WorkloadSettings(_Strict):
@@ -58,6 +127,9 @@ class WorkloadSettings(_Strict):
     require_deadline: bool = True
     base_cached: bool = True
     compression: Compression = Compression()
+    rules: tuple[WorkloadRule, ...] = Field((), description=(
+        "per-class workload rules, first match wins (population.mix[i].workload overrides); "
+        "docs/bring-your-own.md"))
 
     @model_validator(mode="after")
     def _lists(self) -> WorkloadSettings:
@@ -74,7 +146,8 @@ class WorkloadSettings(_Strict):
 
 class Model(_Strict):
     """``kind`` names a model kind (simulator/core/registry.py ``MODEL_KINDS``); fields only some
-    kinds read (``clock_proxy``: mlp; ``family``, ``preset``, ``config``, ``config_path``:
+    kinds read (``clock_proxy``: mlp, transformer and the torch kinds; ``factory``: custom;
+    ``family``, ``preset``, ``config``, ``config_path``:
     transformer) are refused for the others, as the kinds declare."""
 
     kind: str = Field("mlp", pattern=PART_NAME, description=(
@@ -83,6 +156,13 @@ class Model(_Strict):
         "parameters of a plugin model kind, validated by its own schema"))
     hidden: tuple[int, ...] = Field((64, 32), max_length=8)
     clock_proxy: ClockProxy | None = None
+    # kind: custom (docs/bring-your-own.md)
+    factory: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$",
+                                description=(
+        "kind custom: 'package.module:function' returning an nn.Module or (nn.Module, loss); "
+        "called with input_shape and n_classes when it takes them"))
+    factory_args: dict[str, Any] = Field(default_factory=dict, description=(
+        "kind custom: keyword arguments passed to the factory"))
     # kind: transformer (docs/large-models.md); checked in full by planning.llm_config
     family: Literal["llama", "gpt2", "bert"] | None = None
     preset: Literal["llama-2-7b", "llama-2-13b", "llama-2-70b", "tinyllama-1.1b",
@@ -100,3 +180,24 @@ class Model(_Strict):
             if not 1 <= h <= 65536:
                 raise ValueError("hidden sizes must be integers in [1, 65536]")
         return v
+
+
+# --- parameters of the built-in vision model kinds (model.params) -------------------------------
+class CNNParams(_Strict):
+    """``model.kind: cnn``."""
+
+    hidden: int = Field(2048, ge=1, le=65536, description="units of the dense layer")
+
+
+class ResNetParams(_Strict):
+    """``model.kind: resnet18``."""
+
+    stem: Literal["imagenet", "cifar"] = Field("imagenet", description=(
+        "imagenet: 7x7/2 convolution and max pool; cifar: one 3x3/1 convolution (small images)"))
+
+
+class MobileNetParams(_Strict):
+    """``model.kind: mobilenet_v2``."""
+
+    width_mult: float = Field(1.0, gt=0, le=4, description="channel width multiplier")
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the classifier")

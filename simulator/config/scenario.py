@@ -20,7 +20,13 @@ from simulator.config.base import PART_NAME, PluginParams
 from simulator.config.base import Strict as _Strict
 from simulator.config.dynamics import Capacity, Dynamics, Estimates, TraceFleet
 from simulator.config.hierarchy import Hierarchy, hierarchy_problems
-from simulator.config.model import ClockProxy, Compression, Model, WorkloadSettings  # noqa: F401  (re-exported)
+from simulator.config.model import (  # noqa: F401  (re-exported)
+    ClockProxy,
+    Compression,
+    Model,
+    WorkloadChoice,
+    WorkloadSettings,
+)
 from simulator.config.privacy import Privacy, SecureAggregation, privacy_problems
 from simulator.config.selection import SelectionBase, selection_problems
 
@@ -40,6 +46,9 @@ class ScenarioError(FedFleetError):
 class MixEntry(_Strict):
     profile: str = Field(min_length=1)
     share: float = Field(gt=0, le=1)
+    workload: WorkloadChoice | None = Field(None, description=(
+        "what this class trains (kind, lora_rank, blocks, cut, width); overrides "
+        "model.workloads.rules; the planner still checks memory and the deadline"))
 
 
 class Population(_Strict):
@@ -105,9 +114,19 @@ class Data(_Strict):
         50, ge=1, le=1_000_000, description="median samples per client (digits, text)"
     )
     size_sigma: float = Field(0.5, ge=0, le=3, description="log-normal spread of client sizes")
+    size_distribution: Literal["lognormal", "powerlaw"] = Field("lognormal", description=(
+        "client sizes around samples_per_client: log-normal (size_sigma) or a power law "
+        "(Pareto, size_exponent)"))
+    size_exponent: float = Field(1.5, gt=0.1, le=10, description=(
+        "power-law shape a: P(size > s) ~ s^-a (size_distribution powerlaw)"))
     synthetic: SyntheticData = SyntheticData()
     text: TextData = TextData()
-    path: str | None = None
+    path: str | None = Field(None, description=(
+        "the data file or folder of datasets that read one (text, tabular, images, hf); "
+        "refused for the others"))
+    test_path: str | None = Field(None, description=(
+        "a held-out test file in the same format as path (tabular, images, hf); default: "
+        "the data's own test split, else test_fraction of the rows"))
 
 
 class Training(_Strict):
@@ -340,6 +359,8 @@ def _check_references(sc: Scenario) -> list[str]:
             found = True
         if not found:
             lines.append(f"data.path: file not found: '{sc.data.path}'")
+    if sc.data.test_path is not None and not Path(sc.data.test_path).exists():
+        lines.append(f"data.test_path: file not found: '{sc.data.test_path}'")
     if sc.data.dataset == "text" and sc.data.text.source == "path" and sc.data.path is None:
         lines.append("data.path: required when data.text.source is 'path'")
     lines += selection_problems(sc)
@@ -439,6 +460,8 @@ def registry_problems(sc: Scenario) -> list[str]:
                      if sel.policy in type(sel).model_fields else "")
             lines.append(f"selection.params: selection policy '{sel.policy}' takes no "
                          f"parameters (got {', '.join(sorted(map(str, sel.params)))}){block}")
+    if known["data.dataset"]:
+        lines += path_problems(sc)
     if known["data.partition"] and known["data.dataset"]:
         bad = mismatch(PARTITIONERS, d.partition, DATASETS, d.dataset, "split", "needs", "has")
         if bad:
@@ -467,6 +490,30 @@ def registry_problems(sc: Scenario) -> list[str]:
         except Exception as exc:  # a plugin kind's own error: one line, not a traceback
             why = (str(exc).splitlines() or [""])[0][:200]
             lines.append(f"model.kind: building '{m.kind}' failed ({type(exc).__name__}: {why})")
+    return lines
+
+
+def path_problems(sc: Scenario) -> list[str]:
+    """``data.path`` / ``data.test_path`` for a dataset that reads no file, and a power-law size
+    distribution for one that draws its own sizes, are refused rather than ignored (as the
+    datasets declare: ``reads:path``, ``sizes:own``)."""
+    from simulator.core.registry import DATASETS, declared
+
+    d = sc.data
+    entry = DATASETS.entry(d.dataset)
+    readers = [n for n in DATASETS.names() if "path" in declared(DATASETS.entry(n), "reads")]
+    lines = []
+    if "path" not in declared(entry, "reads"):
+        for f in ("path", "test_path"):
+            if getattr(d, f) is not None:
+                lines.append(f"data.{f}: dataset '{d.dataset}' reads no file, so it would be "
+                             f"ignored (datasets that read one: {', '.join(readers)})")
+    elif d.test_path is not None and d.dataset == "text":
+        lines.append("data.test_path: text holds out the last test_fraction of each client's "
+                     "text (a test file is for tabular, images, hf)")
+    if d.size_distribution != "lognormal" and "own" in declared(entry, "sizes"):
+        lines.append(f"data.size_distribution: dataset '{d.dataset}' draws its own client sizes "
+                     f"(see data.{d.dataset})")
     return lines
 
 

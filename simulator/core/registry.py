@@ -126,6 +126,8 @@ class Registry(Generic[T]):
         ``where.<key>``. Returns the model instance (or None when the part takes none)."""
         e = self.entry(name)
         model = e.params
+        if isinstance(model, str):  # a built-in's params model as "module:attribute"
+            model = e.params = Entry(name, model).load()
         if model is None and isinstance(e.target, str) and self.kind == "server strategy":
             model = getattr(self.load(name), "Params", None)  # a built-in's, loaded on first use
         raw = dict(raw or {})
@@ -231,6 +233,8 @@ TRIGGERS.add("hierarchical", "simulator.loop.hierarchical:HierarchicalTrigger",
 #   uses:<field>     a model.* field that only the declaring model kinds read;
 #   pick:fastest     a workload kind whose fastest admissible option wins (not its most capable);
 #   analytic:sizes   a model kind that needs only client sizes (no corpus) in mode analytic;
+#   reads:path       a dataset that reads data.path (others refuse it rather than ignore it);
+#   sizes:own        a dataset that draws its own client sizes (data.size_distribution refused);
 #   supports:<x>     an optional capability (supports:client_training: a strategy's client hook);
 #   samples:uniform  a selection policy that invites uniformly among the online clients (central
 #                    DP's sampling-rate accounting assumes it).
@@ -310,8 +314,21 @@ MODEL_KINDS.add("mlp", "simulator.workloads.registry:MLPKind",
                 doc="fully connected classifier (torch.func, many clients at once)")
 MODEL_KINDS.add("transformer", "simulator.workloads.registry:TransformerKind",
                 declares=("takes:tokens", "uses:family", "uses:preset", "uses:config",
-                          "uses:config_path", "analytic:sizes"),
+                          "uses:config_path", "uses:clock_proxy", "analytic:sizes"),
                 doc="decoder transformer (Llama-style) with LoRA/partial/split/width workloads")
+_TORCH = ("takes:features", "uses:clock_proxy", "supports:client_training")
+MODEL_KINDS.add("custom", "simulator.workloads.registry:CustomKind",
+                declares=(*_TORCH, "uses:factory"),
+                doc="your nn.Module from model.factory ('package.module:function'), measured")
+MODEL_KINDS.add("cnn", "simulator.workloads.registry:CNNKind", declares=_TORCH,
+                params="simulator.config.model:CNNParams",
+                doc="LEAF FEMNIST CNN: 2 conv 5x5 (32, 64) + pool, dense 2048")
+MODEL_KINDS.add("resnet18", "simulator.workloads.registry:ResNet18Kind", declares=_TORCH,
+                params="simulator.config.model:ResNetParams",
+                doc="ResNet-18 (11.7M parameters at 1000 classes), random init")
+MODEL_KINDS.add("mobilenet_v2", "simulator.workloads.registry:MobileNetV2Kind", declares=_TORCH,
+                params="simulator.config.model:MobileNetParams",
+                doc="MobileNetV2 (3.5M parameters at 1000 classes), random init")
 
 # Datasets: a builder ``fn(scenario, population_size, params) -> FederatedDataset``
 # (simulator/data/base.py: n_samples, n_features, n_classes, client_data, test_data).
@@ -319,10 +336,20 @@ DATASETS: Registry[Any] = Registry("dataset", "data.dataset", required=("__call_
 DATASETS.add("digits", "simulator.data.base:build_digits", declares=("gives:features",),
              doc="scikit-learn's 8x8 digits, client shards sampled from one pool")
 DATASETS.add("synthetic", "simulator.data.synthetic:build_synthetic",
-             declares=("gives:features",), doc="LEAF synthetic(alpha, beta)")
+             declares=("gives:features", "sizes:own"), doc="LEAF synthetic(alpha, beta)")
 DATASETS.add("text", "simulator.data.text:build_text_dataset",
-             declares=("gives:tokens", "has:natural_clients"),
+             declares=("gives:tokens", "has:natural_clients", "reads:path"),
              doc="next-token text: generated styles, or the user's text split by speaker")
+_FILES = ("gives:features", "has:natural_clients", "reads:path")
+DATASETS.add("tabular", "simulator.data.files:build_tabular", declares=_FILES,
+             params="simulator.data.files:FileParams",
+             doc="your CSV or parquet file: feature columns, a label column (data.path)")
+DATASETS.add("images", "simulator.data.files:build_images", declares=_FILES,
+             params="simulator.data.files:FileParams",
+             doc="your images: an .npz with x, y or a folder of class subfolders (data.path)")
+DATASETS.add("hf", "simulator.data.files:build_hf", declares=_FILES,
+             params="simulator.data.files:FileParams",
+             doc="a Hugging Face dataset saved with save_to_disk (data.path)")
 
 # Partitioners: ``fn(g, sizes, spec) -> probabilities`` of one client over the dataset's classes
 # (or text styles); ``sizes`` are the classes' pool sizes, ``spec`` the data block's settings.

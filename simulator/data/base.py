@@ -24,7 +24,7 @@ from simulator.core.registry import (
     ensure_plugins,
 )
 from simulator.data.partition import PartitionSpec, partition_spec, partitioner
-from simulator.data.sizes import analytic_dataset, client_sizes
+from simulator.data.sizes import analytic_dataset, client_sizes, scenario_sizes
 
 __all__ = ["FederatedDataset", "PooledDataset", "build_dataset", "build_run_dataset",
            "client_sizes", "digits_arrays", "load_digits_pool"]
@@ -58,6 +58,7 @@ class PooledDataset:
     kind: str = "classification"
 
     partition_params: Any = None  # the partitioner's validated data.partition_params
+    input_shape: tuple[int, ...] | None = None  # one sample's shape (images: C, H, W)
 
     def __post_init__(self) -> None:
         self.n_features = int(self.x_train.shape[1])
@@ -133,9 +134,10 @@ def build_digits(scenario: Any, population_size: int, params: Any = None) -> Poo
     seed = scenario.seed
     spec = partition_spec(d)
     xtr, ytr, xte, yte = load_digits_pool(d.test_fraction, seed)
-    sizes = client_sizes(population_size, d.samples_per_client, d.size_sigma, seed)
+    sizes = scenario_sizes(scenario, population_size)
     return PooledDataset(xtr, ytr, xte, yte, 10, sizes, spec.name, spec.alpha,
-                         spec.shards_per_client, seed, partition_params=spec.params)
+                         spec.shards_per_client, seed, partition_params=spec.params,
+                         input_shape=(1, 8, 8))  # 8x8 grey images, for cnn / custom models
 
 
 DATASET_ATTRS = ("n_samples", "n_features", "n_classes", "client_data", "test_data")

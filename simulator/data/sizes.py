@@ -1,4 +1,6 @@
-"""Client data sizes: log-normal around ``data.samples_per_client`` (numpy only).
+"""Client data sizes around ``data.samples_per_client`` (numpy only): log-normal
+(``data.size_sigma``) by default, or a power law (``data.size_distribution: powerlaw``, Pareto
+with shape ``data.size_exponent``, the heavy tail of LEAF's and FedScale's client sizes).
 
 Also the sizes-only dataset of analytic runs whose model kind declares ``analytic:sizes`` (a
 transformer costed in closed form needs each client's number of sequences, not the corpus).
@@ -21,6 +23,27 @@ def client_sizes(n: int, median: int, sigma: float, seed: int) -> np.ndarray:
     return out
 
 
+def powerlaw_sizes(n: int, median: int, exponent: float, seed: int) -> np.ndarray:
+    """Pareto(shape ``exponent``) sizes scaled so that their median is ``median``: a few clients
+    hold most samples (P(size > s) ~ s^-exponent)."""
+    g = rngmod.stream(seed, rngmod.PARTITION, 0)
+    raw = (g.pareto(exponent, n) + 1.0) / 2.0 ** (1.0 / exponent)  # classical Pareto, median 1
+    out: np.ndarray = np.maximum(np.rint(median * raw), 2).astype(np.int64)
+    return out
+
+
+def data_sizes(d: Any, n: int, seed: int) -> np.ndarray:
+    """Client sizes of a scenario's data block ``d`` (``data.size_distribution``)."""
+    if getattr(d, "size_distribution", "lognormal") == "powerlaw":
+        return powerlaw_sizes(n, d.samples_per_client, d.size_exponent, seed)
+    return client_sizes(n, d.samples_per_client, d.size_sigma, seed)
+
+
+def scenario_sizes(sc: Any, n: int) -> np.ndarray:
+    """Client sizes of the scenario's data block (``data.size_distribution``)."""
+    return data_sizes(sc.data, n, sc.seed)
+
+
 @dataclass
 class SizesOnlyDataset:
     """Analytic transformer runs need only each client's number of training sequences."""
@@ -33,5 +56,4 @@ class SizesOnlyDataset:
 
 def analytic_dataset(sc: Any, n: int) -> SizesOnlyDataset:
     """Log-normal sequence counts around ``data.samples_per_client`` (``data.size_sigma``)."""
-    return SizesOnlyDataset(client_sizes(n, sc.data.samples_per_client, sc.data.size_sigma,
-                                         sc.seed))
+    return SizesOnlyDataset(scenario_sizes(sc, n))

@@ -34,7 +34,7 @@ import numpy as np
 from simulator import InputError
 from simulator.core import rng as rngmod
 from simulator.data.partition import PartitionSpec, partition_spec, partitioner
-from simulator.data.sizes import client_sizes
+from simulator.data.sizes import data_sizes
 
 DEFAULT_SEQ_LEN = 64
 MAX_VOCAB = 4096
@@ -329,7 +329,7 @@ def _user_dataset(d: Any, cfg: Any, n: int, seq_len: int, seed: int) -> UserText
         pool, test = windows(tr, seq_len), windows(te, seq_len)
         if len(pool) == 0:
             raise InputError("data.path", f"the text is too short for seq_len {seq_len}")
-        sizes = np.minimum(client_sizes(n, d.samples_per_client, d.size_sigma, seed),
+        sizes = np.minimum(data_sizes(d, n, seed),
                            cfg.max_sequences)
         return UserText([f"client{i}" for i in range(n)], [pool], test, vocab, seq_len, sizes,
                         seed, cfg.test_sequences, True, cfg.max_sequences)
@@ -379,7 +379,7 @@ def build_text_dataset(scenario: Any, population_size: int, params: Any = None) 
         return _user_dataset(d, cfg, population_size, seq_len, seed)
     spec = partition_spec(d)
     corpus = StyleCorpus(seed, cfg.styles, cfg.words)
-    sizes = np.minimum(client_sizes(population_size, d.samples_per_client, d.size_sigma, seed),
+    sizes = np.minimum(data_sizes(d, population_size, seed),
                        cfg.max_sequences)
     return GeneratedText(corpus, spec.name, spec.alpha, spec.shards_per_client, seq_len, sizes,
                          seed, cfg.test_sequences, spec.params)

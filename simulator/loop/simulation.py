@@ -116,7 +116,7 @@ class Parts:
 
 
 # Workloads that apply a strategy's client-side hook (ClientTraining) in their local steps.
-CLIENT_TRAINING_MODELS = ("mlp",)
+CLIENT_TRAINING_MODELS = ("mlp", "custom", "cnn", "resnet18", "mobilenet_v2")
 
 
 def build_parts(sc: Scenario) -> Parts:

@@ -74,6 +74,33 @@ class CapabilityPlanner:
         self.fastest = {k for k in w.order if "fastest" in declared(WORKLOADS.entry(k), "pick")}
         self.require_deadline = w.require_deadline
         self.server_rate = w.split_server_flops_per_s
+        self._rules_init(scenario)
+
+    def _rules_init(self, sc: Any) -> None:
+        """Per-class rules (planning/rules.py): per mix entry the rule index (-1: none) and
+        per rule the options it allows; a rule that allows no option is refused here."""
+        from simulator import InputError
+        from simulator.planning.rules import class_rules, describe, has_rules, matches
+
+        self.has_rules = has_rules(sc)
+        self.rules: list[Any] = []
+        self.rule_allows: list[np.ndarray] = []
+        idx = []
+        for hit in class_rules(sc) if self.has_rules else []:
+            if hit is None:
+                idx.append(-1)
+                continue
+            where, rule = hit
+            if rule not in self.rules:
+                allow = np.array([matches(rule, o) for o in self.options], dtype=bool)
+                if not allow.any():
+                    have = ", ".join(dict.fromkeys(describe(o) for o in self.options))
+                    raise InputError(where, f"'{rule.label()}' matches no workload option of "
+                                            f"this model (options: {have})")
+                self.rules.append(rule)
+                self.rule_allows.append(allow)
+            idx.append(self.rules.index(rule))
+        self.rule_of_entry = np.array(idx, np.int64)
 
     def option_costs(self, ids: np.ndarray, population: Population
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -124,6 +151,40 @@ class CapabilityPlanner:
             chosen[late] = np.argmin(np.where(fits[:, late], total[:, late], np.inf), axis=0)
         return chosen
 
+    def _apply_rules(self, ids: np.ndarray, population: Population, fits: np.ndarray,
+                     in_time: np.ndarray, total: np.ndarray, chosen: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+        """Restrict ruled clients to their rule's options (``chosen`` updated in place); the
+        clients.parquet columns saying what happened (none without rules)."""
+        if not self.has_rules:
+            return {}
+        n = len(ids)
+        rule_of = self.rule_of_entry[population.profile_idx[ids]]
+        label = np.full(n, "", dtype=object)
+        honoured = np.ones(n, bool)
+        note = np.full(n, "", dtype=object)
+        for r, (rule, allow) in enumerate(zip(self.rules, self.rule_allows, strict=True)):
+            cl = np.flatnonzero(rule_of == r)
+            if cl.size == 0:
+                continue
+            label[cl] = rule.label()
+            sub = self.choose(fits[:, cl] & allow[:, None], in_time[:, cl], total[:, cl])
+            ok = sub >= 0
+            chosen[cl[ok]] = sub[ok]
+            bad = cl[~ok]
+            honoured[bad] = False
+            if bad.size:
+                need = float(self.mem[allow].min())
+                dev = population.memory_bytes[ids[bad]]
+                took = "no workload (strict)" if rule.strict else "the planner's choice instead"
+                if rule.strict:
+                    chosen[bad] = -1
+                note[bad] = [f"rule not honoured: {rule.label()} needs {need / 1e9:.2f} GB, "
+                             f"the device has {d / 1e9:.2f} GB; {took}" for d in dev]
+            late = cl[ok][~in_time[chosen[cl[ok]], cl[ok]]]
+            note[late] = "rule honoured; misses the deadline"
+        return {"workload_rule": label, "rule_honoured": honoured, "workload_note": note}
+
     def plan(self, round: int, ids: np.ndarray, population: Population) -> Plan:
         """The workload of each client in ``ids`` (in chunks: memory stays ~O(options x CHUNK))."""
         ids = np.asarray(ids, np.int64)
@@ -146,6 +207,7 @@ class CapabilityPlanner:
         dl = self.sc.deadline_s
         in_time = total <= dl if dl is not None else np.ones_like(fits)
         chosen = self.choose(fits, in_time, total)
+        extra = self._apply_rules(ids, population, fits, in_time, total, chosen)
         none = chosen < 0
         j = np.where(none, 0, chosen)
         cols = np.arange(n)
@@ -169,6 +231,7 @@ class CapabilityPlanner:
             "trainable_params": attr("trainable_params"),
             "server_wait_s": pick(wait),
             "meets_deadline": ~none & np.where(none, False, in_time[j, cols]),
+            **extra,
         }
         kind = np.where(none, "none", self.kinds[j]).astype(object)
         return Plan(cost, none, kind, columns)

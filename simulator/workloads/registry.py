@@ -34,7 +34,14 @@ class MLPKind:
         self.scenario, self.params = scenario, params
 
     def problems(self) -> list[str]:
-        return []
+        from simulator.planning.rules import rule_problems
+
+        p = self.scenario.model.clock_proxy
+        out = []
+        if p is not None and p.params is None:
+            out.append("model.clock_proxy: kind 'mlp' is charged as a dense model: give params "
+                       "and train_flops_per_sample (preset/config are for transformers)")
+        return out + rule_problems(self.scenario, planner=False)
 
     def planner(self, population: Any, n_features: int, n_classes: int) -> Any:
         from simulator.planning.base import FullModelPlanner
@@ -57,16 +64,49 @@ class TransformerKind:
 
     def problems(self) -> list[str]:
         from simulator.config.llm import check_model  # pure: no torch
+        from simulator.planning.rules import rule_problems
 
-        return check_model(self.scenario.model)
+        m = self.scenario.model
+        out = check_model(m)
+        p = m.clock_proxy
+        if p is not None:
+            if p.params is not None:
+                out.append("model.clock_proxy: a transformer is charged as another transformer: "
+                           "give preset and/or config (params/train_flops_per_sample are for "
+                           "dense models)")
+            elif not out:
+                from simulator.config.llm import check_model as check
+
+                out += [f"model.clock_proxy.{x}" for x in check(proxy_model(m))]
+        return out + rule_problems(self.scenario, planner=True)
 
     def planner(self, population: Any, n_features: int, n_classes: int) -> Any:
+        from simulator.config.llm import closed_form_spec
         from simulator.planning.capability import CapabilityPlanner
 
-        return CapabilityPlanner(self.scenario, population)
+        m = self.scenario.model
+        spec = closed_form_spec(proxy_model(m)) if m.clock_proxy is not None else None
+        return CapabilityPlanner(self.scenario, population, spec=spec)
 
     def workload(self, population_size: int) -> Any:
         return build_transformer(self.scenario, population_size)
+
+
+def proxy_model(m: Any) -> Any:
+    """The model block the clock charges under a transformer ``clock_proxy``: the proxy's
+    preset and config over the trained model's family, seq_len and workload settings."""
+    p = m.clock_proxy
+    family = m.family
+    if p.preset is not None:
+        from simulator.config.llm import PRESETS
+
+        family = PRESETS[p.preset][0]
+    elif family is None and m.preset is not None:
+        from simulator.config.llm import PRESETS
+
+        family = PRESETS[m.preset][0]
+    return m.model_copy(update={"preset": p.preset, "config": p.config, "config_path": None,
+                                "family": family, "clock_proxy": None})
 
 
 def build_registered(scenario: Any, population_size: int) -> Any:
@@ -141,3 +181,115 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
 
     return LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=m.dtype_bytes,
                        update_hook=make_update_hook(scenario))
+
+
+# --- torch model kinds: the user's nn.Module and the built-in vision models ---------------------
+class TorchKind:
+    """A model kind trained by :class:`~simulator.workloads.torch_model.TorchModelWorkload`
+    and charged by :class:`~simulator.planning.measured.MeasuredPlanner` with costs measured on
+    the model itself (parameters, state bytes, FLOPs per sample, activation bytes). Subclasses
+    give ``build(input_shape, n_classes) -> (nn.Module, loss or None)``."""
+
+    def __init__(self, scenario: Any, params: Any = None) -> None:
+        self.scenario, self.params = scenario, params
+
+    def build(self, input_shape: tuple[int, ...], n_classes: int) -> Any:
+        raise NotImplementedError
+
+    def problems(self) -> list[str]:
+        from simulator.planning.rules import rule_problems
+
+        m = self.scenario.model
+        out = []
+        if m.factory_args and m.kind != "custom":
+            out.append(f"model.factory_args: only for kind 'custom' (model.kind is '{m.kind}')")
+        p = m.clock_proxy
+        if p is not None and p.params is None:
+            out.append(f"model.clock_proxy: kind '{m.kind}' is charged as a dense model: give "
+                       "params and train_flops_per_sample (preset/config are for transformers)")
+        return out + rule_problems(self.scenario, planner=False)
+
+    def measure(self, n_features: int, n_classes: int) -> Any:
+        """The model's measured costs (torch; the dataset gives the input shape)."""
+        from simulator.data import build_dataset
+        from simulator.workloads.torch_model import input_shape_of, measure
+
+        ds = build_dataset(self.scenario, self.scenario.population.size)
+        shape = input_shape_of(ds)
+        import torch
+
+        torch.manual_seed(0)
+        model, loss = self.build(shape, n_classes)
+        return measure(model, shape, n_classes, loss)
+
+    def planner(self, population: Any, n_features: int, n_classes: int) -> Any:
+        from simulator.planning.measured import MeasuredPlanner
+
+        m = self.measure(n_features, n_classes)
+        return MeasuredPlanner(self.scenario, m.state_bytes, m.train_flops_per_sample,
+                               m.activation_bytes_per_sample, m.n_params)
+
+    def workload(self, population_size: int) -> Any:
+        from simulator.workloads.torch_model import TorchModelWorkload
+
+        return TorchModelWorkload(self.scenario, population_size, self.build)
+
+
+class CustomKind(TorchKind):
+    """``model.kind: custom``: ``model.factory: "package.module:function"`` returns an
+    ``nn.Module`` (or ``(nn.Module, loss)``); it is called with ``input_shape`` and
+    ``n_classes`` when it takes them, and ``model.factory_args``."""
+
+    def problems(self) -> list[str]:
+        if not self.scenario.model.factory:
+            return ["model.factory: required for kind 'custom' ('package.module:function' "
+                    "returning an nn.Module)"]
+        return super().problems()
+
+    def build(self, input_shape: tuple[int, ...], n_classes: int) -> Any:
+        from simulator.workloads.torch_model import call_factory, load_factory
+
+        m = self.scenario.model
+        fn = load_factory(str(m.factory))
+        return call_factory(fn, input_shape, n_classes, dict(m.factory_args))
+
+
+def _vision(name: str, **kw: Any) -> tuple[Any, None]:
+    from simulator.workloads import vision
+
+    fn = getattr(vision, name)
+    return fn(**kw), None
+
+
+class CNNKind(TorchKind):
+    """``model.kind: cnn``: LEAF's FEMNIST CNN (2 conv 5x5 32/64 + pool, dense 2048)."""
+
+    def build(self, input_shape: tuple[int, ...], n_classes: int) -> Any:
+        from simulator.workloads.torch_model import call_factory
+
+        h = self.params.hidden if self.params is not None else 2048
+        return call_factory(lambda **a: _vision("small_cnn", hidden=h, **a)[0], input_shape,
+                            n_classes, {}, "model.kind")
+
+
+class ResNet18Kind(TorchKind):
+    """``model.kind: resnet18``: ResNet-18 (11.7M parameters at 1000 classes), random init."""
+
+    def build(self, input_shape: tuple[int, ...], n_classes: int) -> Any:
+        from simulator.workloads.torch_model import call_factory
+
+        stem = self.params.stem if self.params is not None else "imagenet"
+        return call_factory(lambda **a: _vision("resnet18", stem=stem, **a)[0], input_shape,
+                            n_classes, {}, "model.kind")
+
+
+class MobileNetV2Kind(TorchKind):
+    """``model.kind: mobilenet_v2``: MobileNetV2 (3.5M parameters at 1000 classes)."""
+
+    def build(self, input_shape: tuple[int, ...], n_classes: int) -> Any:
+        from simulator.workloads.torch_model import call_factory
+
+        p = self.params
+        kw = {"width_mult": p.width_mult, "dropout": p.dropout} if p is not None else {}
+        return call_factory(lambda **a: _vision("mobilenet_v2", **kw, **a)[0], input_shape,
+                            n_classes, {}, "model.kind")
