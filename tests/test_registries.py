@@ -88,8 +88,8 @@ def test_looking_names_up_imports_neither_torch_nor_the_parts() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["names"] == {
-        "model.kind": ["mlp", "transformer"],
-        "data.dataset": ["digits", "synthetic", "text"],
+        "model.kind": ["cnn", "custom", "mlp", "mobilenet_v2", "resnet18", "transformer"],
+        "data.dataset": ["digits", "hf", "images", "synthetic", "tabular", "text"],
         "data.partition": ["dirichlet", "iid", "natural", "shards"],
         "model.workloads.order": ["full", "lora", "partial", "split", "width"],
         "selection.policy": ["deadline", "fair", "oort", "power_of_choice", "random", "tifl"]}
@@ -105,10 +105,10 @@ def test_builtin_policy_names_are_the_registry_s() -> None:
 
 
 @pytest.mark.parametrize("over,line", [
-    ({"model.kind": "resnet"}, "model.kind: unknown model kind 'resnet' (allowed: mlp, "
-                               "transformer, or one a plugin"),
-    ({"data.dataset": "cifar"}, "data.dataset: unknown dataset 'cifar' (allowed: digits, "
-                                "synthetic, text,"),
+    ({"model.kind": "resnet"}, "model.kind: unknown model kind 'resnet' (allowed: cnn, custom, "
+                               "mlp, mobilenet_v2, resnet18, transformer, or one a plugin"),
+    ({"data.dataset": "cifar"}, "data.dataset: unknown dataset 'cifar' (allowed: digits, hf, "
+                                "images, synthetic, tabular, text,"),
     ({"data.partition": "zipf"}, "data.partition: unknown partitioner 'zipf' (allowed: "
                                  "dirichlet, iid, natural, shards,"),
     ({"selection.policy": "best"}, "selection.policy: unknown selection policy 'best' (allowed: "
@@ -134,8 +134,10 @@ def test_refusals_are_generated_from_declarations() -> None:
     doc["model"] = dict(TINY_LLAMA, clock_proxy={"params": 1e6, "train_flops_per_sample": 1e9})
     with pytest.raises(ScenarioError) as ei:
         parse_scenario(doc)
-    assert ei.value.lines == ["model.clock_proxy: only for kind 'mlp' (model.kind is "
-                              "'transformer')"]
+    # a transformer's clock proxy is another transformer (issue 13 item 3), never dense figures
+    assert ei.value.lines == ["model.clock_proxy: a transformer is charged as another transformer: "
+                              "give preset and/or config (params/train_flops_per_sample are for "
+                              "dense models)"]
     # The same generator, on a made-up pair of registries.
     a: R.Registry[Any] = R.Registry("thing", "x.thing")
     b: R.Registry[Any] = R.Registry("source", "x.source")

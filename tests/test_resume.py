@@ -303,7 +303,9 @@ def test_simulator_uses_no_global_rng() -> None:
             continue
         for i, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            if GLOBAL_RNG.search(code):
+            m = GLOBAL_RNG.search(code)
+            # a torch draw from an explicit, seeded generator is not the global stream
+            if m and not (m.group(0).startswith("torch.") and "generator=" in code):
                 hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not hits, "draw from simulator.core.rng streams instead:\n" + "\n".join(hits)
 
