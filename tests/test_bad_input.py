@@ -218,10 +218,14 @@ def test_permission_denied(workdir: Path, capsys: pytest.CaptureFixture[str],
                            monkeypatch: pytest.MonkeyPatch) -> None:
     f = _write(workdir / "s.yaml", small_doc())
 
-    def deny(self: Path, *a: Any, **k: Any) -> str:
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
 
-    monkeypatch.setattr(Path, "read_text", deny)
+    def deny(path: Any, *a: Any, **k: Any) -> int:  # only the scenario file is unreadable
+        if str(path) == str(f):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(os, "open", deny)
     rc, lines = _cli(["validate", str(f)], capsys)
     _assert_clean_error(rc, lines, "permission denied")
 
