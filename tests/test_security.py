@@ -181,11 +181,32 @@ def test_checkpoint_arrays_refuse_pickles() -> None:
 SENTINEL = "fedfleet_never_imported_plugin"
 
 
-def test_unlisted_plugin_is_refused_and_never_imported() -> None:
+@pytest.fixture
+def sentinel_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real, importable plugin module that leaves a marker file when it is imported."""
+    marker = tmp_path / "imported.marker"
+    (tmp_path / f"{SENTINEL}.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(marker)!r}).write_text('imported')\n"
+        "class Selector:\n"
+        "    def select(self, *a, **k): ...\n"
+        "    def observe(self, *a, **k): ...\n"
+        "    def state_dict(self): return {}\n"
+        "    def load_state_dict(self, state): return state\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, SENTINEL, raising=False)
+    return marker
+
+
+def test_unlisted_plugin_is_refused_and_never_imported(sentinel_plugin: Path) -> None:
     doc = small_doc(**{"selection.policy": f"{SENTINEL}.Selector"})
     with pytest.raises(ScenarioError, match="not listed under plugins"):
         parse_scenario(doc)
-    assert SENTINEL not in sys.modules
+    assert not sentinel_plugin.exists() and SENTINEL not in sys.modules
+    # The control: the module is importable, and is imported once it is listed.
+    path = f"{SENTINEL}.Selector"
+    parse_scenario(small_doc(plugins=[path], **{"selection.policy": path}))
+    assert sentinel_plugin.read_text() == "imported"
 
 
 def test_selector_factory_checks_the_plugin_list() -> None:
