@@ -96,8 +96,37 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         else:
             # "local": always a private instance, never another Ray that runs on this machine
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise FedFleetError(f"executor.address: cannot start or join Ray ({exc})") from None
+    except Exception as exc:
+        if _is_auth_failure(exc):
+            raise FedFleetError(auth_failure_line(addr)) from None
+        if isinstance(exc, (ConnectionError, RuntimeError, ValueError)):
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise FedFleetError(f"executor.address: cannot start or join Ray ({first})") from None
+        raise
+
+
+_AUTH_NEEDLES = ("invalidauthtoken", "unauthenticated", "authentication token",
+                 "token authentication")
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    """Ray's token authentication refused us (ray.exceptions.AuthenticationError, or a
+    connection error whose text says so, as gRPC's UNAUTHENTICATED / InvalidAuthToken)."""
+    import ray.exceptions
+
+    auth_error = getattr(ray.exceptions, "AuthenticationError", None)  # Ray >= 2.52
+    if auth_error is not None and isinstance(exc, auth_error):
+        return True
+    text = (getattr(exc, "message", None) or str(exc)).lower()
+    return any(n in text for n in _AUTH_NEEDLES)
+
+
+def auth_failure_line(addr: str | None) -> str:
+    """What to do when the cluster at ``addr`` refuses our token (docs/cluster.md)."""
+    return (f"executor.address: the Ray cluster at '{addr}' refused this driver's "
+            "authentication token; run `ray get-auth-token` on the head node and, here, set "
+            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<that token> (or RAY_AUTH_TOKEN_PATH=<file>, "
+            "or copy it to ~/.ray/auth_token) before `fedfleet run` (docs/cluster.md)")
 
 
 class RayExecutor:
