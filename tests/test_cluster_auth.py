@@ -38,7 +38,8 @@ def test_token_on_this_machine_but_no_auth_mode_says_set_it(home):
     with pytest.raises(FedFleetError) as e:
         ray_pool.join_ray(FakeRay(fail=True), "10.0.0.1:6379")
     msg = str(e.value)
-    assert "\n" not in msg and msg.startswith("executor.address: cannot join Ray at 10.0.0.1")
+    assert "\n" not in msg
+    assert msg.startswith("executor.address: the Ray cluster at 10.0.0.1:6379 cannot be joined")
     assert "rerun with RAY_AUTH_MODE=token" in msg and str(home / ".ray" / "auth_token") in msg
 
 

@@ -201,7 +201,7 @@ def test_unparsable_and_non_mapping_yaml(tmp_path: Path) -> None:
     bad.write_text("- a\n- b\n", encoding="utf-8")
     with pytest.raises(InputError, match="mapping"):
         load_profile(bad)
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="file not found"):
         load_profile(tmp_path / "missing.yaml")
 
 

@@ -118,7 +118,12 @@ TRIGGER_DOCS: dict[str, dict[str, Any]] = {
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, executor: str,
                                                    trigger: str) -> None:
     rounds = 40 if executor == "local" else 24
-    over = RAY_EXECUTOR if executor == "ray" else {}
+    _sigkill_and_resume(tmp_path, executor, trigger, rounds=rounds, kill_at=6,
+                        over=RAY_EXECUTOR if executor == "ray" else {})
+
+
+def _sigkill_and_resume(tmp_path: Path, executor: str, trigger: str, *, rounds: int,
+                        kill_at: int, over: dict[str, Any]) -> None:
     doc = small_doc(name="crashy", rounds=rounds, **{"output.checkpoint_every": 2}, **over,
                     **TRIGGER_DOCS[trigger])
     scenario = tmp_path / "crashy.yaml"
@@ -135,7 +140,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, executor: str
         while True:
             ck = partial / "checkpoint.json"
             # checkpoint.json is replaced atomically, so a read sees a whole file or none.
-            if ck.exists() and json.loads(ck.read_text())["next_round"] >= 6:
+            if ck.exists() and json.loads(ck.read_text())["next_round"] >= kill_at:
                 break
             assert proc.poll() is None, f"run ended before it was killed: {proc.stderr.read()!r}"
             assert time.monotonic() < deadline, "no checkpoint appeared"
@@ -157,6 +162,16 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, executor: str
     _assert_clean_final_dir(run)
     assert json.loads((run / "manifest.json").read_text())["resumed"] is True
     _assert_same_run(run, _reference(tmp_path, doc), rounds)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_ray_sigkill_then_resume_short(tmp_path: Path) -> None:
+    """The Ray variant, short enough for `make test` (not slow, not opt-in): one actor, six
+    rounds, killed with SIGKILL after the checkpoint at round 2, resumed on a fresh Ray."""
+    _sigkill_and_resume(tmp_path, "ray", "sync", rounds=6, kill_at=2,
+                        over={"executor.kind": "ray", "executor.num_actors": 1,
+                              "executor.num_cpus_per_actor": 1})
 
 
 # --- crashes at chosen points, in-process ---------------------------------------------------------

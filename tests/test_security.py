@@ -92,9 +92,18 @@ def test_profiles_and_overrides_are_safe_loaded(tmp_path: Path,
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump(small_doc(**{"population.profiles_dir": str(pdir)})))
     capsys.readouterr()
-    assert main(["validate", str(f)]) == 2
-    assert main(["validate", str(tmp_path / "s.yaml"), "--set",
-                 f"description=!!python/object/apply:os.system ['touch {marker}']"]) in (0, 2)
+    assert main(["validate", str(f)]) == 2  # the profile's tag is refused: one line, naming it
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "evil.yaml" in err[0] and "invalid YAML" in err[0], err
+    assert not marker.exists()
+    (pdir / "evil.yaml").unlink()
+    # A tag in --set is no YAML the safe loader takes: the value stays the literal text, a
+    # harmless description, so validate accepts it (exit 0, exactly) and nothing runs.
+    tagged = f"!!python/object/apply:os.system ['touch {marker}']"
+    assert main(["validate", str(f), "--set", f"description={tagged}"]) == 0
+    from simulator.cli.main import _load
+
+    assert _load(str(f), [f"description={tagged}"]).description == tagged
     assert not marker.exists()
 
 
@@ -181,11 +190,32 @@ def test_checkpoint_arrays_refuse_pickles() -> None:
 SENTINEL = "fedfleet_never_imported_plugin"
 
 
-def test_unlisted_plugin_is_refused_and_never_imported() -> None:
+@pytest.fixture
+def sentinel_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real, importable plugin module that leaves a marker file when it is imported."""
+    marker = tmp_path / "imported.marker"
+    (tmp_path / f"{SENTINEL}.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(marker)!r}).write_text('imported')\n"
+        "class Selector:\n"
+        "    def select(self, *a, **k): ...\n"
+        "    def observe(self, *a, **k): ...\n"
+        "    def state_dict(self): return {}\n"
+        "    def load_state_dict(self, state): return state\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, SENTINEL, raising=False)
+    return marker
+
+
+def test_unlisted_plugin_is_refused_and_never_imported(sentinel_plugin: Path) -> None:
     doc = small_doc(**{"selection.policy": f"{SENTINEL}.Selector"})
     with pytest.raises(ScenarioError, match="not listed under plugins"):
         parse_scenario(doc)
-    assert SENTINEL not in sys.modules
+    assert not sentinel_plugin.exists() and SENTINEL not in sys.modules
+    # The control: the module is importable, and is imported once it is listed.
+    path = f"{SENTINEL}.Selector"
+    parse_scenario(small_doc(plugins=[path], **{"selection.policy": path}))
+    assert sentinel_plugin.read_text() == "imported"
 
 
 def test_selector_factory_checks_the_plugin_list() -> None:

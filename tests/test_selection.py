@@ -356,9 +356,13 @@ def test_state_dict_round_trip_restores_identical_selections(policy, tmp_path):
     outcome = np.where(rng.random(n) < 0.2, R.STRAGGLER, R.COMPLETED).astype(np.int8)
     a = make_selector(sc, pop)
     _drive(a, pop, est, loss, outcome, range(8))
+    (tmp_path / "scenario.json").write_text("{}")  # what a checkpoint covers (io/checkpoint.py)
+    (tmp_path / "parts").mkdir()
+    for kind in ("rounds", "clients"):
+        (tmp_path / "parts" / f"{kind}-00000000-00000007.parquet").write_bytes(b"rows 0-7")
     save_checkpoint(tmp_path, 8, 0.0, None, np.zeros(1), a.state_dict())
     b = make_selector(sc, pop)
-    b.load_state_dict(load_checkpoint(tmp_path).selector_state)
+    b.load_state_dict(load_checkpoint(tmp_path, rounds=20).selector_state)
     pa = _drive(a, pop, est, loss, outcome, range(8, 20))
     pb = _drive(b, pop, est, loss, outcome, range(8, 20))
     for x, y in zip(pa, pb, strict=True):

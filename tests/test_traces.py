@@ -308,14 +308,19 @@ def test_trace_available_on_loaded_table_and_arrow(tmp_path: Path) -> None:
 
 def test_permission_error_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same as above but works as root too: the OS error is simulated."""
-    import simulator.io.safe_pickle as traces
+    import os
 
-    def denied(*_a: object, **_k: object) -> None:
-        raise PermissionError(13, "Permission denied")
+    path = _dump(tmp_path / "p.pkl", CAPACITY)
+    real_open = os.open
 
-    monkeypatch.setattr(traces, "open", denied, raising=False)
+    def denied(p: object, *a: object, **k: object) -> int:
+        if str(p) == str(path):
+            raise PermissionError(13, "Permission denied")
+        return real_open(p, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(InputError, match="permission denied"):
-        safe_load_pickle(_dump(tmp_path / "p.pkl", CAPACITY))
+        safe_load_pickle(path)
 
 
 def test_write_failure_leaves_no_temp_file(tmp_path: Path) -> None:

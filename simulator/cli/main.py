@@ -7,6 +7,7 @@ Every user error is one line on stderr and exit code 2; no tracebacks for bad in
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,22 @@ EPILOG_RUN = """examples:
 """
 
 
+_LONG_TOKEN = re.compile(r"\S{161,}")
+
+
+def _shorten(match: re.Match[str]) -> str:
+    s = match.group(0)
+    return f"{s[:80]}...({len(s) - 120} characters)...{s[-40:]}"
+
+
+def one_line(msg: str) -> str:
+    """An error as one readable line: newlines folded, any run of over 160 non-blank
+    characters (a 5000-character path the user gave) shortened to its ends."""
+    return _LONG_TOKEN.sub(_shorten, " ".join(msg.split()))
+
+
 def _err(msg: str) -> None:
-    print(f"fedfleet: error: {msg}", file=sys.stderr)
+    print(f"fedfleet: error: {one_line(msg)}", file=sys.stderr)
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, Any]:

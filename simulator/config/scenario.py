@@ -29,6 +29,7 @@ from simulator.config.model import (  # noqa: F401  (re-exported)
 )
 from simulator.config.privacy import Privacy, SecureAggregation, privacy_problems
 from simulator.config.selection import SelectionBase, selection_problems
+from simulator.io.files import SCENARIO_MAX_BYTES, read_regular_text
 
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_CLIENTS = 100_000_000
@@ -533,18 +534,10 @@ def parse_scenario(doc: Any) -> Scenario:
 
 def read_yaml(path: str | Path) -> Any:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError([f"{p}: file not found"]) from None
-    except IsADirectoryError:
-        raise ScenarioError([f"{p}: is a directory, not a scenario file"]) from None
-    except PermissionError:
-        raise ScenarioError([f"{p}: permission denied"]) from None
-    except UnicodeDecodeError:
-        raise ScenarioError([f"{p}: not UTF-8 text"]) from None
-    except OSError as exc:
-        raise ScenarioError([f"{p}: cannot read ({exc.strerror})"]) from None
+    try:  # a regular file under the limit: a FIFO or /dev/zero is an error, never a hang
+        text = read_regular_text(p, SCENARIO_MAX_BYTES, what="scenario file")
+    except InputError as exc:
+        raise ScenarioError([str(exc)]) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

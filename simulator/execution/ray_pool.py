@@ -113,7 +113,10 @@ def join_ray(ray: Any, addr: str, **kwargs: Any) -> None:
     The error therefore names the fix, and points at this machine's token when there is one."""
     try:
         ray.init(address=addr, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:
+        refused = _is_auth_failure(exc)
+        if not refused and not isinstance(exc, (ConnectionError, RuntimeError, ValueError)):
+            raise
         mode, src = os.environ.get("RAY_AUTH_MODE"), token_source()
         if mode != "token" and src is not None:
             hint = (f"the cluster probably requires token authentication and this driver sent "
@@ -125,7 +128,9 @@ def join_ray(ray: Any, addr: str, **kwargs: Any) -> None:
                     "node prints it); see docs/cluster.md")
         else:
             hint = AUTH_HELP
-        raise FedFleetError(f"executor.address: cannot join Ray at {addr} ({exc}); "
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        what = "refused this driver's authentication token" if refused else "cannot be joined"
+        raise FedFleetError(f"executor.address: the Ray cluster at {addr} {what} ({first}); "
                             f"{hint}") from None
 
 
@@ -149,6 +154,22 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         ray.init(address="local", num_cpus=cpus, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise FedFleetError(f"executor.address: cannot start Ray ({exc})") from None
+
+
+_AUTH_NEEDLES = ("invalidauthtoken", "unauthenticated", "authentication token",
+                 "token authentication")
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    """Ray's token authentication refused us (ray.exceptions.AuthenticationError, or a
+    connection error whose text says so, as gRPC's UNAUTHENTICATED / InvalidAuthToken)."""
+    import ray.exceptions
+
+    auth_error = getattr(ray.exceptions, "AuthenticationError", None)  # Ray >= 2.52
+    if auth_error is not None and isinstance(exc, auth_error):
+        return True
+    text = (getattr(exc, "message", None) or str(exc)).lower()
+    return any(n in text for n in _AUTH_NEEDLES)
 
 
 class RayExecutor:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from simulator import InputError
+from simulator.io.files import PROFILE_MAX_BYTES, read_regular_text
 
 PACKAGE_PROFILES_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
 
@@ -149,11 +150,7 @@ def _format_validation(prefix: str, err: ValidationError) -> list[str]:
 def load_profile(path: Path) -> DeviceProfile:
     """Load one profile YAML; raises InputError naming the file and field."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read profile file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise InputError(str(path), "not UTF-8 text (profiles are YAML files)") from None
+        doc = yaml.safe_load(read_regular_text(path, PROFILE_MAX_BYTES, what="profile file"))
     except yaml.YAMLError as exc:
         raise InputError(str(path), f"invalid YAML ({str(exc).splitlines()[0]})") from None
     except RecursionError:

@@ -31,6 +31,7 @@ from simulator import InputError
 from simulator.core import rng as R
 from simulator.fleet.population import Population
 from simulator.fleet.traces import _check_intervals, _ragged
+from simulator.io.files import TRACE_MAX_BYTES, read_regular_file
 
 FIELD = "population.trace.path"
 NEVER_S = 1e9  # "not again": a finite wait, so the engine's clock stays finite
@@ -117,10 +118,10 @@ def _numeric(table: pa.Table, name: str, origin: str, positive: bool) -> np.ndar
 
 def read_trace(path: str) -> dict[str, Any]:
     """Validated columns of a trace table (InputError naming population.trace.path)."""
+    # A regular file under the limit (a FIFO or device is an error, never a hang).
+    data = read_regular_file(path, TRACE_MAX_BYTES, field=FIELD, what="trace table")
     try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise InputError(FIELD, f"file not found: '{path}'") from None
+        table = pq.read_table(pa.BufferReader(data))
     except (OSError, pa.ArrowException) as exc:
         why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise InputError(FIELD, f"'{path}' is not a readable parquet table ({why})") from None

@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator import InputError
+from simulator.io.files import TRACE_MAX_BYTES, read_regular_file
 from simulator.io.safe_pickle import _ALLOWED, SafeUnpickler, _first_line, safe_load_pickle  # noqa: F401
 
 TRACE_FORMAT_VERSION = "1"
@@ -291,12 +292,9 @@ def load_trace_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     ``InputError`` for an unreadable file, missing/mistyped columns, nulls or bad values.
     """
     origin = str(path)
+    data = read_regular_file(path, TRACE_MAX_BYTES, what="trace table")  # no FIFO, no device
     try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise InputError(origin, "file not found") from None
-    except PermissionError:
-        raise InputError(origin, "permission denied") from None
+        table = pq.read_table(pa.BufferReader(data))
     except (OSError, pa.ArrowException) as exc:
         why = _first_line(exc)
         raise InputError(origin, f"not a readable parquet trace table ({why})") from None

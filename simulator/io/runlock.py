@@ -24,7 +24,8 @@ class RunLock:
         self.path = run_dir / LOCK_NAME
         self.fd: int | None = None
 
-    def acquire(self, what: str) -> None:
+    def acquire(self, what: str, record_pid: bool = True) -> None:
+        """``record_pid=False``: a probe that changes nothing on disk (a lock file exists)."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -40,8 +41,9 @@ class RunLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if record_pid:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
 
     def release(self, unlink: bool = False) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from typing import Any
 
 from simulator import InputError
+from simulator.io.files import TRACE_MAX_BYTES, read_regular_file
 
 _ALLOWED = "only dicts, lists, strings and numbers are allowed"
 
@@ -43,8 +45,8 @@ def safe_load_pickle(path: str | os.PathLike[str]) -> Any:
     """Load a pickle of plain data only; every failure becomes a one-line ``InputError``."""
     origin = str(path)
     try:
-        with open(path, "rb") as fh:
-            return SafeUnpickler(fh, origin=origin).load()
+        data = read_regular_file(path, TRACE_MAX_BYTES, what="trace file")
+        return SafeUnpickler(io.BytesIO(data), origin=origin).load()
     except InputError:
         raise
     except FileNotFoundError:

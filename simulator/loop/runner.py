@@ -17,6 +17,8 @@ from typing import Any
 
 from simulator import FedFleetError, __version__
 from simulator.config.scenario import Scenario, ScenarioError, parse_scenario
+from simulator.io.checkpoint import verify_checkpoint
+from simulator.io.files import CHECKPOINT_MAX_BYTES, read_regular_text
 from simulator.io.recording import Recorder, atomic_write_bytes
 from simulator.io.runlock import RunLock
 from simulator.loop.simulation import RoundReport, Simulation
@@ -175,15 +177,20 @@ def resume_run(run_path: str | Path, on_round: Callable[[RoundReport], None] | N
         raise FedFleetError(f"no unfinished run at '{partial}'")
     probe = RunLock(partial)  # a run or resume of it in progress: fail now, before reading
     try:
-        probe.acquire("run directory")
+        probe.acquire("run directory", record_pid=False)
     except OSError as exc:
         raise FedFleetError(f"cannot open '{probe.path}' ({exc.strerror or exc})") from None
     probe.release()
+    scenario = partial / "scenario.json"
     try:
-        doc = json.loads((partial / "scenario.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise FedFleetError(f"cannot read '{partial / 'scenario.json'}' ({exc})") from None
+        doc = json.loads(read_regular_text(scenario, CHECKPOINT_MAX_BYTES, what="scenario.json"))
+    except FedFleetError as exc:
+        raise FedFleetError(f"cannot read '{scenario}' ({exc})") from None
+    except ValueError as exc:
+        raise FedFleetError(f"cannot read '{scenario}' ({exc})") from None
     sc = parse_scenario(doc)
+    # Before anything is written: the checkpoint must prove what it covers (io/checkpoint.py).
+    verify_checkpoint(partial, sc.rounds)
     name = partial.name[: -len(".partial")]
     return run_scenario(sc, name=name, runs_dir=str(partial.parent), on_round=on_round, resume=True,
                         callbacks=callbacks)

@@ -216,7 +216,7 @@ class Simulation:
                         self.global_flat, self.state_dict())
 
     def restore(self, recorder: Any) -> None:
-        ck = load_checkpoint(recorder.partial_dir)
+        ck = load_checkpoint(recorder.partial_dir, self.sc.rounds)
         if ck is None:
             raise FedFleetError(f"no checkpoint in '{recorder.partial_dir}' (nothing to resume; "
                                 "set output.checkpoint_every to make runs resumable)")
