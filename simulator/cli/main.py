@@ -149,6 +149,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from simulator.cli.runs import list_runs, print_runs
 
+    if not Path(args.runs_dir).is_dir():
+        raise InputError("RUNS_DIR", f"'{args.runs_dir}' is not a directory "
+                                     "(run a scenario first, or pass the folder that holds runs)")
     print_runs(list_runs(Path(args.runs_dir)))
     return 0
 
