@@ -142,3 +142,132 @@ def quickstart_doc(**overrides: Any) -> dict[str, Any]:
     from simulator.config.scenario import apply_overrides, read_yaml
 
     return apply_overrides(read_yaml(QUICKSTART), overrides)  # type: ignore[no-any-return]
+
+
+# --- whole process trees: CPU-seconds and peak RSS, actors included ---------------------------
+def load_line() -> str:
+    """The 1/5/15-minute load averages, printed beside every speed figure."""
+    if not hasattr(os, "getloadavg"):
+        return "load n/a"
+    a, b, c = os.getloadavg()
+    return f"load {a:.2f}/{b:.2f}/{c:.2f} on {machine()['nproc']} cores"
+
+
+def self_and_children_cpu_s() -> float:
+    """User+system CPU-seconds of this process plus its waited-for children (getrusage)."""
+    import resource
+
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+class TreeMonitor:
+    """Samples a process and all its descendants (Ray's raylet, GCS and actors included) every
+    ``interval`` s in a thread: the peak of the tree's summed RSS, and the CPU-seconds of every
+    process seen (its last reading; a process ending between samples loses at most one
+    interval). Use as a context manager around the work; ``root`` defaults to this process."""
+
+    def __init__(self, root: int | None = None, interval: float = 0.05) -> None:
+        self.root = root or os.getpid()
+        self.interval = interval
+        self.peak_rss_mib = 0.0
+        self.peak_procs = 0
+        self._cpu: dict[int, float] = {}
+        self._cpu0: dict[int, float] = {}
+        self._stop = False
+        self._thread: Any = None
+
+    def _sample(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.root)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = 0.0
+        for p in procs:
+            try:
+                with p.oneshot():
+                    total += p.memory_info().rss
+                    t = p.cpu_times()
+                    self._cpu[p.pid] = t.user + t.system
+            except psutil.Error:
+                continue
+        self.peak_rss_mib = max(self.peak_rss_mib, total / 2**20)
+        self.peak_procs = max(self.peak_procs, len(procs))
+
+    def _loop(self) -> None:
+        import time as _time
+
+        while not self._stop:
+            self._sample()
+            _time.sleep(self.interval)
+
+    def __enter__(self) -> TreeMonitor:
+        import threading
+
+        self._sample()
+        self._cpu0 = dict(self._cpu)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._sample()
+        self._stop = True
+        self._thread.join()
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU-seconds the tree spent while monitored (processes started before: their delta)."""
+        return sum(v - self._cpu0.get(pid, 0.0) for pid, v in self._cpu.items())
+
+
+@dataclass
+class ProcessRun:
+    wall_s: float
+    cpu_s: float
+    peak_rss_mib: float
+    procs: int
+
+
+def run_process_tree(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None
+                     ) -> ProcessRun:
+    """Run ``cmd`` to completion: its wall time, the CPU-seconds of its whole tree (the larger of
+    getrusage(RUSAGE_CHILDREN)'s delta and the sampled sum: processes that a Ray shutdown kills
+    are never waited for, so getrusage misses them) and the tree's peak summed RSS."""
+    import subprocess
+    import time as _time
+
+    e = dict(os.environ if env is None else env)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), e.get("PYTHONPATH", "")] if p)
+    r0 = _children_cpu()
+    t0 = _time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=e, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    with TreeMonitor(proc.pid) as mon:
+        out, _ = proc.communicate()
+    wall = _time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-2000:]}")
+    cpu = max(_children_cpu() - r0, mon.cpu_s)
+    return ProcessRun(wall, cpu, mon.peak_rss_mib, mon.peak_procs)
+
+
+def _children_cpu() -> float:
+    import resource
+
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return c.ru_utime + c.ru_stime
+
+
+def interleaved(fns: dict[str, Any], reps: int) -> dict[str, list[Any]]:
+    """Call every function once per repetition, in turn (ABAB...), so that load swings on a
+    shared machine hit every side alike; returns each side's results in order."""
+    out: dict[str, list[Any]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            out[k].append(f())
+    return out

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from simulator import FedFleetError, InputError
 from simulator.config.base import PART_NAME, PluginParams
 from simulator.config.base import Strict as _Strict
+from simulator.config.dynamics import Capacity, Dynamics, Estimates, TraceFleet
 from simulator.config.hierarchy import Hierarchy, hierarchy_problems
 from simulator.config.model import ClockProxy, Compression, Model, WorkloadSettings  # noqa: F401  (re-exported)
 from simulator.config.privacy import Privacy, SecureAggregation, privacy_problems
@@ -50,6 +51,8 @@ class Population(_Strict):
     min_battery_fraction: float = Field(0.0, ge=0, lt=1)
     battery_recharge_hours: float | None = Field(
         None, gt=0, le=1000, description="full recharge time while idle in the window; null: none")
+    trace: TraceFleet | None = Field(None, description=(
+        "per-client compute, bandwidth, availability from a trace table (docs/clock.md)"))
 
     @model_validator(mode="after")
     def _shares(self) -> Population:
@@ -153,7 +156,10 @@ class Aggregation(_Strict):
 
 
 class Executor(_Strict):
-    kind: Literal["local", "ray"] = "local"
+    kind: Literal["auto", "local", "ray"] = Field("auto", description=(
+        "auto: in-process (local) when the run is too small for Ray to pay off, Ray when it is "
+        "large or executor.address names a cluster (the choice and its reason are logged and "
+        "recorded in the manifest); local: in-process; ray: a pool of Ray actors"))
     num_actors: int | None = Field(None, ge=1, le=4096)
     address: str | None = None
     num_cpus_per_actor: float = Field(1.0, gt=0, le=1024)
@@ -206,6 +212,10 @@ class Scenario(_Strict):
     privacy: Privacy = Privacy()
     secure_aggregation: SecureAggregation = SecureAggregation()
     hierarchy: Hierarchy | None = None
+    dynamics: Dynamics = Field(Dynamics(), description=(
+        "devices that change: bandwidth, throttling, links, availability (docs/clock.md)"))
+    capacity: Capacity = Field(Capacity(), description="shared server/edge/split capacity")
+    estimates: Estimates = Field(Estimates(), description="what selectors and planners know")
 
     @model_validator(mode="after")
     def _cross(self) -> Scenario:

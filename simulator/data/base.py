@@ -27,7 +27,7 @@ from simulator.data.partition import PartitionSpec, partition_spec, partitioner
 from simulator.data.sizes import analytic_dataset, client_sizes
 
 __all__ = ["FederatedDataset", "PooledDataset", "build_dataset", "build_run_dataset",
-           "client_sizes", "load_digits_pool"]
+           "client_sizes", "digits_arrays", "load_digits_pool"]
 
 
 class FederatedDataset(Protocol):
@@ -92,12 +92,34 @@ class PooledDataset:
         return self.x_test, self.y_test
 
 
-def load_digits_pool(test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (1,797 x 64 pixels 0..16, labels) as float64/int64.
+
+    Read straight from the ``digits.csv.gz`` scikit-learn ships, located with
+    ``importlib.util.find_spec`` (which does not run ``sklearn/__init__``): importing
+    ``sklearn.datasets`` costs seconds (scipy, joblib, ...) for a 250 KB file. Falls back to
+    ``sklearn.datasets.load_digits`` where the file is not where it is expected."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    origin = spec.origin if spec is not None else None
+    path = Path(origin).parent / "datasets" / "data" / "digits.csv.gz" if origin else None
+    if path is not None and path.is_file():
+        with gzip.open(path, "rt") as f:
+            data = np.loadtxt(f, delimiter=",")
+        return data[:, :-1], data[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
 
     d = load_digits()
-    x = (d.data / 16.0).astype(np.float32)
-    y = d.target.astype(np.int64)
+    return np.asarray(d.data, np.float64), np.asarray(d.target, np.int64)
+
+
+def load_digits_pool(test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    data, target = digits_arrays()
+    x = (data / 16.0).astype(np.float32)
+    y = target.astype(np.int64)
     g = rngmod.stream(seed, rngmod.DATASET, 0)
     perm = g.permutation(len(y))
     n_test = int(round(len(y) * test_fraction))

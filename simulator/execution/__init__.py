@@ -4,18 +4,32 @@
 aggregates (fixed-point sums) for the same jobs.
 """
 
+import logging
 from typing import Any
 
 from simulator.execution.base import Executor
 
 __all__ = ["Executor", "make_executor"]
 
+log = logging.getLogger(__name__)
+
 
 def make_executor(scenario: Any, population_size: int) -> Executor:
-    if scenario.executor.kind == "ray":
+    """The executor ``executor.kind`` names; ``auto`` decides (:mod:`simulator.execution.choose`),
+    logs which it chose and why, and leaves the decision in ``executor.choice``."""
+    from simulator.execution.choose import choose
+
+    choice = choose(scenario)
+    if choice.requested == "auto":
+        log.info("executor: %s (auto: %s)", choice.kind, choice.reason)
+    ex: Any
+    if choice.kind == "ray":
         from simulator.execution.ray_pool import RayExecutor
 
-        return RayExecutor(scenario, population_size)
-    from simulator.execution.local import LocalExecutor
+        ex = RayExecutor(scenario, population_size)
+    else:
+        from simulator.execution.local import LocalExecutor
 
-    return LocalExecutor(scenario, population_size)
+        ex = LocalExecutor(scenario, population_size)
+    ex.choice = choice.as_dict()
+    return ex

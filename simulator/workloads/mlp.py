@@ -186,35 +186,50 @@ class MLPWorkload:
         return np.stack(fn(global_flat, inputs)[0])
 
     def _train_sequential(self, global_flat, inputs):  # type: ignore[no-untyped-def]
+        """One resident model for every client. Plain SGD (the common case) is applied as
+        ``torch.optim.SGD`` does on CPU (one ``_foreach_add_`` with ``alpha=-lr``) without the
+        optimizer's per-step bookkeeping; loss statistics stay tensors until the client ends
+        (no per-step ``float()``), so this path is not slower than a hand-written loop."""
         finals, losses, losses_sq = [], [], []
         model = self.model
+        params = list(model.parameters())
+        g32 = torch.from_numpy(global_flat.astype(np.float32))
+        plain_sgd = self.optimizer == "sgd" and self.momentum == 0
+        lr = self.lr
+        hook = self.client_training
         for x, y, plan in inputs:
-            nn.utils.vector_to_parameters(torch.from_numpy(global_flat.astype(np.float32)),
-                                          model.parameters())
-            if self.optimizer == "sgd":
-                opt: torch.optim.Optimizer = torch.optim.SGD(
-                    model.parameters(), lr=self.lr, momentum=self.momentum)
-            else:
-                opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+            nn.utils.vector_to_parameters(g32.clone(), params)
+            opt: torch.optim.Optimizer | None = None
+            if self.optimizer == "sgd" and not plain_sgd:
+                opt = torch.optim.SGD(params, lr=lr, momentum=self.momentum)
+            elif not plain_sgd:
+                opt = torch.optim.Adam(params, lr=lr)
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-            tot = tot_sq = 0.0
-            cnt = 0
-            hook = self.client_training
-            g0 = [p.detach().clone() for p in model.parameters()] if hook is not None else []
+            pers: list[torch.Tensor] = []
+            g0 = [p.detach().clone() for p in params] if hook is not None else []
             for row in plan:
                 idx = torch.from_numpy(row[row >= 0])
-                opt.zero_grad(set_to_none=True)
+                for p in params:
+                    p.grad = None
                 per = nn.functional.cross_entropy(model(xt[idx]), yt[idx], reduction="none")
                 per.mean().backward()
                 if hook is not None:  # the strategy's gradient correction, e.g. mu (w - w_g)
                     with torch.no_grad():
-                        for p, p0 in zip(model.parameters(), g0, strict=True):
+                        for p, p0 in zip(params, g0, strict=True):
                             p.grad.add_(hook.correction(p, p0))  # type: ignore[union-attr]
-                opt.step()
-                tot += float(per.detach().sum())
-                tot_sq += float((per.detach() ** 2).sum())
-                cnt += len(idx)
-            finals.append(nn.utils.parameters_to_vector(model.parameters()).detach().numpy().copy())
+                if opt is not None:
+                    opt.step()
+                else:
+                    with torch.no_grad():
+                        torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)  # type: ignore[arg-type,misc]
+                pers.append(per.detach())
+            cnt = sum(len(p) for p in pers)
+            if pers:
+                per_all = torch.cat(pers).double()
+                tot, tot_sq = float(per_all.sum()), float((per_all * per_all).sum())
+            else:
+                tot = tot_sq = 0.0
+            finals.append(nn.utils.parameters_to_vector(params).detach().numpy().copy())
             losses.append(tot / max(cnt, 1))
             losses_sq.append(tot_sq / max(cnt, 1))
         return finals, losses, losses_sq

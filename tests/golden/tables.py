@@ -24,6 +24,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 HASHES = Path(__file__).with_name("hashes.json")
+# The static clock (dynamics off, oracle estimates, per-client split server) of versions before the
+# dynamic clock: kept so that switching dynamics off is proven to reproduce them bit for bit.
+STATIC_HASHES = Path(__file__).with_name("static_hashes.json")
 WALL_COLUMNS = {"wall_s"}  # the machine's clock, not the simulation's
 # What torch training and float reductions produce: their last bits depend on the CPU's vector
 # units (oneDNN kernels, numpy's SIMD summation order), so these are kept as values and compared
@@ -96,8 +99,8 @@ def run_case(name: str, runs_dir: Path) -> dict[str, dict[str, Any]]:
     return {t: table_hashes(pd.read_parquet(run / f"{t}.parquet")) for t in ("rounds", "clients")}
 
 
-def load_hashes() -> dict[str, Any]:
-    return json.loads(HASHES.read_text())
+def load_hashes(path: Path = HASHES) -> dict[str, Any]:
+    return json.loads(path.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
