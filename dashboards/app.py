@@ -18,6 +18,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboards import compare as C
+from dashboards import serving
 from dashboards.data import list_runs as _list_runs
 from dashboards.data import load_run, signature
 from dashboards.figures import summary_numbers
@@ -74,7 +75,7 @@ def _run_options(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             acc = r.get("final_accuracy")
             badge = html.Span(f"{acc:.1%}" if isinstance(acc, (int, float)) else "complete",
                               className="badge")
-        opts.append({"label": html.Span([name, badge]), "value": r["path"]})
+        opts.append({"label": name + " " + badge.children, "value": r["path"]})
     return opts
 
 
@@ -136,7 +137,7 @@ def _layout(runs_dir: Path) -> html.Div:
                 html.Div("Unfinished runs refresh every 2 s.", className="hint"),
                 html.H3("Compare"),
                 dcc.Checklist(id="compare-select", value=[],
-                              options=[{"label": o["label"].children[0], "value": o["value"]}
+                              options=[{"label": o["label"], "value": o["value"]}
                                        for o in _run_options(runs)]),
                 html.Div("Tick runs, then open the Compare tab.", className="hint"),
                 html.H3("Target accuracy"),
@@ -162,15 +163,24 @@ def _layout(runs_dir: Path) -> html.Div:
     ])
 
 
-def make_app(runs_dir: str | Path) -> Dash:
-    """The live dashboard for ``runs_dir`` (not started)."""
+def make_app(runs_dir: str | Path, token: str | None = None) -> Dash:
+    """The live dashboard for ``runs_dir`` (not started).
+
+    Every run path a callback receives from the browser goes through
+    :func:`dashboards.serving.confine` (HTTP 403 and a log line when it is not a run inside
+    ``runs_dir``); with ``token`` every request must carry it (dashboards/serving.py)."""
     runs_dir = Path(runs_dir)
+
+    def run_path(value: Any) -> Path:
+        return serving.confine(runs_dir, value)
+
     # update_title=None turns off the "Updating..." tab title (documented; dash types it as str)
     app = Dash(__name__, title="FedFleet", update_title=None,  # type: ignore[arg-type]
                serve_locally=True, suppress_callback_exceptions=True,
                assets_folder=str(Path(__file__).parent / "_no_assets"))
     app.index_string = _index_string()
     app.layout = lambda: _layout(runs_dir)
+    serving.install(app.server, token)
 
     @app.callback(Output("run-list", "options"), Output("run-list", "value"),
                   Output("compare-select", "options"), Output("list-key", "data"),
@@ -190,7 +200,7 @@ def make_app(runs_dir: str | Path) -> Dash:
             new_value = done if done in paths else None
         if new_value not in paths:
             new_value = opts[-1]["value"] if opts else None
-        cmp_opts = [{"label": o["label"].children[0], "value": o["value"]} for o in opts]
+        cmp_opts = [{"label": o["label"], "value": o["value"]} for o in opts]
         return opts, (no_update if new_value == value else new_value), cmp_opts, key
 
     # Cheap checks on every tick update a signature store only when files changed; the views
@@ -198,7 +208,7 @@ def make_app(runs_dir: str | Path) -> Dash:
     @app.callback(Output("run-sig", "data"), Input("run-list", "value"),
                   Input("tick", "n_intervals"), Input("tabs", "value"), State("run-sig", "data"))
     def check_run(path: str | None, _n: int | None, tab: str, last: Any):  # type: ignore[no-untyped-def]
-        sig = [path, signature(Path(path)) if path else ""]
+        sig = [path, signature(run_path(path)) if path else ""]
         if sig == last or (tab != "run" and last is not None and last[0] == path):
             raise PreventUpdate
         return sig
@@ -207,7 +217,7 @@ def make_app(runs_dir: str | Path) -> Dash:
     def show_run(sig: Any):  # type: ignore[no-untyped-def]
         if not sig or not sig[0]:
             return [html.Main(html.P(f"No runs in {runs_dir} yet."))]
-        return run_view(Path(sig[0]))
+        return run_view(run_path(sig[0]))
 
     @app.callback(Output("compare-sig", "data"), Input("compare-select", "value"),
                   Input("target", "value"), Input("tabs", "value"), Input("tick", "n_intervals"),
@@ -216,7 +226,7 @@ def make_app(runs_dir: str | Path) -> Dash:
                       last: Any) -> list[Any]:
         if tab != "compare":
             raise PreventUpdate
-        sig = [target, [[p, signature(Path(p))] for p in paths or []]]
+        sig = [target, [[p, signature(run_path(p))] for p in paths or []]]
         if sig == last:
             raise PreventUpdate
         return sig
@@ -225,8 +235,10 @@ def make_app(runs_dir: str | Path) -> Dash:
     def show_compare(sig: Any) -> list[Any]:
         if not sig or not sig[1]:
             return [html.Main(html.P("Choose runs to compare in the list on the left."))]
-        existing = [Path(p) for p, _ in sig[1] if Path(p).exists()]
-        return compare_view(existing, sig[0])
+        chosen = [p for p in (run_path(v) for v, _ in sig[1]) if p.exists()]
+        if not chosen:
+            return [html.Main(html.P("Choose runs to compare in the list on the left."))]
+        return compare_view(chosen, sig[0])
 
     return app
 
@@ -255,19 +267,25 @@ class ServerThread(threading.Thread):
         self.join(timeout=5)
 
 
-def start_server(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> ServerThread:
+def start_server(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None) -> ServerThread:
     """Start the app for ``runs_dir`` in a background thread (port 0 = any free port)."""
-    t = ServerThread(make_app(runs_dir), host, port)
+    t = ServerThread(make_app(runs_dir, token=token), host, port)
     t.start()
     return t
 
 
-def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8050) -> None:
-    """Serve in the foreground until interrupted (request logging off: it polls every 2 s)."""
+def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8050,
+          token: str | None = None) -> None:
+    """Serve in the foreground until interrupted (request logging off: it polls every 2 s).
+
+    A non-loopback ``host`` needs a ``token`` (the CLI's ``--allow-remote`` makes one)."""
     import logging
 
+    if token is None and not serving.is_loopback(host):
+        raise ValueError(f"serving on {host} (not this machine only) needs a token")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    make_app(runs_dir).run(host=host, port=port, debug=False)
+    make_app(runs_dir, token=token).run(host=host, port=port, debug=False)
 
 
 __all__ = ["make_app", "start_server", "serve", "ServerThread"]

@@ -71,7 +71,11 @@ class RunData:
 
     @property
     def group(self) -> str | None:
+        """The label runs are grouped by: the manifest's, else the sweep variant's (the seeds of
+        one variant of a sweep form one group)."""
         g = self.manifest.get("group") or self.scenario.get("group")
+        if not g:
+            g = sweep_variant(self.path).get("label")
         return str(g) if g else None
 
 
@@ -183,24 +187,63 @@ def signature(run_dir: Path) -> str:
     return hashlib.sha1("|".join(sig).encode()).hexdigest()
 
 
+def _run_entry(d: Path, name: str) -> dict[str, Any] | None:
+    if (d / "manifest.json").exists():
+        m = read_json(d / "manifest.json")
+        return {"name": name, "path": str(d), "status": "complete",
+                "rounds": m.get("rounds"), "final_accuracy": m.get("final_accuracy"),
+                "sim_end_s": m.get("sim_end_s")}
+    if d.name.endswith(".partial"):
+        done = 0
+        for part in _chunks(d, "rounds"):
+            with contextlib.suppress(OSError, pa.ArrowException):
+                done += pq.ParquetFile(part).metadata.num_rows
+        sc = read_json(d / "scenario.json")
+        return {"name": name, "path": str(d), "status": "running",
+                "rounds": sc.get("rounds"), "rounds_done": done}
+    return None
+
+
+def _subdirs(d: Path, skip: tuple[str, ...] = (".",)) -> list[Path]:
+    try:
+        return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(skip))
+    except OSError:
+        return []
+
+
+def sweep_variant(run_dir: Path) -> dict[str, Any]:
+    """The sweep variant (``label``, ``seed``) a trial directory ``SWEEP/TRIAL`` ran, from
+    ``SWEEP/sweep.json``; empty for a run outside a sweep."""
+    meta = read_json(run_dir.parent / "sweep.json")
+    name = run_name(run_dir)
+    for v in meta.get("variants", []) if isinstance(meta.get("variants"), list) else []:
+        if isinstance(v, dict) and v.get("name") == name:
+            return {"sweep": run_dir.parent.name, "label": str(v.get("label", name)),
+                    "seed": v.get("seed")}
+    return {"sweep": run_dir.parent.name, "label": name, "seed": None} if meta else {}
+
+
 def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """Runs in ``runs_dir``: complete ones (manifest.json) and unfinished ``*.partial`` ones."""
+    """Runs in ``runs_dir``: complete ones (manifest.json) and unfinished ``*.partial`` ones.
+
+    The trials of a sweep (``NAME/sweep.json``) are listed as ``NAME/TRIAL`` with ``sweep``,
+    ``label`` and ``seed``, a label's seeds next to each other."""
     runs_dir = Path(runs_dir)
     out: list[dict[str, Any]] = []
     if not runs_dir.is_dir():
         return out
-    for d in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if (d / "manifest.json").exists():
-            m = read_json(d / "manifest.json")
-            out.append({"name": d.name, "path": str(d), "status": "complete",
-                        "rounds": m.get("rounds"), "final_accuracy": m.get("final_accuracy"),
-                        "sim_end_s": m.get("sim_end_s")})
-        elif d.name.endswith(".partial"):
-            done = 0
-            for part in _chunks(d, "rounds"):
-                with contextlib.suppress(OSError, pa.ArrowException):
-                    done += pq.ParquetFile(part).metadata.num_rows
-            sc = read_json(d / "scenario.json")
-            out.append({"name": d.name, "path": str(d), "status": "running",
-                        "rounds": sc.get("rounds"), "rounds_done": done})
+    for d in _subdirs(runs_dir):
+        if (d / "sweep.json").exists() and not (d / "manifest.json").exists():
+            trials = []
+            for t in _subdirs(d, (".", "_")):  # _tune: Ray Tune's own files
+                e = _run_entry(t, f"{d.name}/{t.name}")
+                if e is not None:
+                    trials.append({**e, **sweep_variant(t)})
+            trials.sort(key=lambda e: (e["label"], e["seed"] if isinstance(e["seed"], int)
+                                       else -1, e["name"]))
+            out.extend(trials)
+            continue
+        e = _run_entry(d, d.name)
+        if e is not None:
+            out.append(e)
     return out

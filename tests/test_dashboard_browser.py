@@ -203,3 +203,69 @@ def test_live_app(real_run: Path, driver, shots: list[Path], tmp_path: Path) -> 
         assert _severe(driver) == []
     finally:
         srv.stop()
+
+
+def _labels(driver) -> list[str]:  # type: ignore[no-untyped-def]
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#run-list label')).map(l => l.innerText)")
+
+
+def _wait_labels(driver, pred, timeout_s: float = 30) -> list[str]:  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout_s
+    labels = _labels(driver)
+    while not pred(labels) and time.time() < deadline:
+        time.sleep(0.25)
+        labels = _labels(driver)
+    return labels
+
+
+def _finish_partial(src: Path, partial: Path) -> Path:
+    """What Recorder.finalize does: whole tables and a manifest, then the rename."""
+    import shutil
+
+    for name in ("rounds.parquet", "clients.parquet", "manifest.json"):
+        shutil.copy(src / name, partial / name)
+    shutil.rmtree(partial / "parts")
+    final = partial.with_name(partial.name[: -len(".partial")])
+    os.replace(partial, final)
+    return final
+
+
+def test_live_app_follows_runs_that_finish_and_start(real_run: Path, driver,  # type: ignore[no-untyped-def]
+                                                      tmp_path: Path) -> None:
+    """Issue 17: the list and badge follow a run that finishes while the page is open, a run
+    started later appears without a reload, and dash_renderer logs no error."""
+    import shutil
+
+    from dashboards.app import start_server
+
+    runs = tmp_path / "runs"
+    shutil.copytree(real_run, runs / "quickstart")
+    _make_partial(real_run, runs / "live.partial", [(0, 1)])
+    srv = start_server(runs)
+    try:
+        driver.get_log("browser")
+        driver.get(srv.url)
+        assert driver.execute_async_script(WAIT_PLOTS_JS, "#run-view .js-plotly-plot", 8) == 8
+        assert "2 of 5" in _wait_header(driver, "2 of 5")
+        labels = _labels(driver)
+        assert labels[0].startswith("live") and "running" in labels[0]
+        # the run finishes (its .partial folder is renamed): badge and view follow
+        _finish_partial(real_run, runs / "live.partial")
+        labels = _wait_labels(driver, lambda ls: any(
+            lab.startswith("live") and "running" not in lab for lab in ls))
+        live = [lab for lab in labels if lab.startswith("live")]
+        assert live and "running" not in live[0] and "%" in live[0], labels
+        head = _wait_header(driver, "statuscomplete")
+        assert "in progress" not in head and "statuscomplete" in head, head
+        # a second run starts while the page is open: it appears, and the page keeps following
+        _make_partial(real_run, runs / "second.partial", [(0, 0)])
+        labels = _wait_labels(driver, lambda ls: any(lab.startswith("second") for lab in ls))
+        assert any(lab.startswith("second") and "running" in lab for lab in labels), labels
+        _make_partial(real_run, runs / "second.partial", [(1, 2)])
+        labels = _wait_labels(driver, lambda ls: any("3/5" in lab for lab in ls))
+        assert any(lab.startswith("second") and "3/5" in lab for lab in labels), labels
+        time.sleep(1)
+        assert _severe(driver) == []
+    finally:
+        srv.stop()

@@ -200,3 +200,23 @@ def test_recorder_flushes_at_least_every_flush_rounds(tmp_path: Path) -> None:
     parts = sorted(p.name for p in (tmp_path / "buf.partial" / "parts").glob("rounds-*"))
     assert len(parts) >= 2, parts  # 250 tiny rounds still went out in chunks
     assert rec._buffered_rows <= 3 * 100
+
+
+def test_recorder_flushes_by_time_as_well_as_rounds(tmp_path: Path) -> None:
+    """Issue 17: slow rounds reach a live reader within seconds, not after 100 rounds."""
+    now = [1000.0]
+    rec = Recorder(tmp_path, "slow")
+    rec._clock = lambda: now[0]
+    rec._last_flush = now[0]
+    rec.start()
+    parts = tmp_path / "slow.partial" / "parts"
+    cols = {"round": np.zeros(2, np.int64), "client_id": np.arange(2)}
+    rec.append({"round": 0, "completed": 2}, cols)
+    now[0] += 1.0  # one second later: still buffered
+    rec.append({"round": 1, "completed": 2}, dict(cols, round=np.ones(2, np.int64)))
+    assert list(parts.glob("rounds-*")) == []
+    now[0] += rec.flush_seconds  # a few seconds on: the next round goes out with the others
+    rec.append({"round": 2, "completed": 2}, dict(cols, round=np.full(2, 2)))
+    assert [p.name for p in parts.glob("rounds-*")] == ["rounds-00000000-00000002.parquet"]
+    rec.append({"round": 3, "completed": 2}, dict(cols, round=np.full(2, 3)))
+    assert len(list(parts.glob("rounds-*"))) == 1  # the clock restarted at that flush

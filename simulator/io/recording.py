@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,9 +142,13 @@ class Recorder:
     """Buffers rows per round and flushes them as parquet chunks."""
 
     def __init__(self, runs_dir: str | Path, name: str, overwrite: bool = False,
-                 flush_rows: int = 50_000, flush_rounds: int = 100) -> None:
+                 flush_rows: int = 50_000, flush_rounds: int = 100,
+                 flush_seconds: float = 5.0) -> None:
         # Chunks of at most flush_rows client rows or flush_rounds rounds: the driver's memory
         # stays flat over long runs (benchmarks/bench_soak.py) and live readers see progress.
+        # A chunk is also written once flush_seconds of wall time have passed since the last
+        # one, so slow rounds (or many small FedBuff steps) reach `fedfleet serve` within
+        # seconds. Chunk boundaries never change the final tables.
         self.runs_dir = Path(runs_dir)
         self.name = name
         self.final_dir = self.runs_dir / name
@@ -152,6 +157,9 @@ class Recorder:
         self.overwrite = overwrite
         self.flush_rows = flush_rows
         self.flush_rounds = flush_rounds
+        self.flush_seconds = flush_seconds
+        self._clock: Callable[[], float] = time.monotonic
+        self._last_flush = self._clock()
         self._buffered_rounds = 0
         self._rounds: dict[str, list[np.ndarray]] = {}
         self._clients: dict[str, list[np.ndarray]] = {}
@@ -246,7 +254,8 @@ class Recorder:
             self._clients.setdefault(k, []).append(np.asarray(v))
         self._buffered_rows += len(next(iter(client_cols.values()), []))
         self._buffered_rounds += 1
-        if self._buffered_rows >= self.flush_rows or self._buffered_rounds >= self.flush_rounds:
+        if (self._buffered_rows >= self.flush_rows or self._buffered_rounds >= self.flush_rounds
+                or self._clock() - self._last_flush >= self.flush_seconds):
             self.flush()
 
     def flush(self) -> None:
@@ -267,6 +276,7 @@ class Recorder:
         self._rounds, self._clients = {}, {}
         self._buffered_rows = self._buffered_rounds = 0
         self._first_round = self._last_round = None
+        self._last_flush = self._clock()
 
     def truncate_after(self, last_round: int) -> None:
         """On resume: delete chunks holding rounds after the checkpoint (they will be redone)."""
