@@ -1,5 +1,7 @@
 """Energy per task and the battery model (levels, drain, recharge, low_battery outcome)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -107,6 +109,8 @@ def test_battery_state_survives_a_checkpoint(tmp_path):
     sc = _sc(rounds=4, output={"checkpoint_every": 2, "runs_dir": str(tmp_path)})
     rec = Recorder(tmp_path, "ck")
     rec.start()
+    # as loop/runner.py does: the checkpoint records (and restore verifies) scenario.json's hash
+    (rec.partial_dir / "scenario.json").write_text(json.dumps(sc.model_dump(mode="json")))
     sim = Simulation(sc)
     sim.step(rec)
     sim.step(rec)
