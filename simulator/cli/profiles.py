@@ -63,11 +63,12 @@ def calibrate_main(args: argparse.Namespace) -> int:
 
 def print_fit(fit: Any, path: Path) -> None:
     """The summary of one calibration fit (a ``calibration.Fit``) and where it was written."""
-    print(f"{fit.device}: step overhead {fit.step_overhead_s * 1e3:.3f} ms, training "
+    print(f"{fit.device}: step overhead {fit.step_overhead_s * 1e3:.3f} ms + "
+          f"{fit.op_overhead_s * 1e6:.2f} us per operation, training "
           f"{fit.train_flops_per_s / 1e9:.2f} GFLOP/s, peak {fit.peak_flops_per_s / 1e9:.2f} "
           f"GFLOP/s (batch {fit.batch})")
-    for s, p, t in fit.points:
-        pred = fit.predict_step_s(p)
+    for (s, p, t), ops in zip(fit.points, fit.ops or [0.0] * len(fit.points), strict=True):
+        pred = fit.predict_step_s(p, ops)
         print(f"  hidden {s[1:-1]!s:<14} {p:>10,} params  {t * 1e3:8.3f} ms/step  "
               f"model {pred * 1e3:8.3f} ms  ({100 * (pred - t) / t:+.1f}%)")
     print(f"wrote {path}")

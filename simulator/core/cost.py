@@ -38,6 +38,7 @@ class TaskCost:
     train_flops: np.ndarray  # total FLOPs of the local work
     memory_bytes: np.ndarray  # peak memory the task needs on the device
     train_steps: np.ndarray | None = None  # optimizer steps (for a per-step overhead), if known
+    train_ops: np.ndarray | None = None  # tensor operations of all steps (planning/ops.py)
 
 
 def mlp_param_count(sizes: list[int]) -> int:
@@ -57,17 +58,22 @@ def estimate(
     train_flops_per_s: np.ndarray,
     cost: TaskCost,
     step_overhead_s: np.ndarray | float | None = None,
+    op_overhead_s: np.ndarray | float | None = None,
 ) -> Timing:
     """Per-phase seconds for each client: transfers include one round trip each.
 
     Compute = FLOPs / FLOP/s, plus ``train_steps * step_overhead_s`` when both are given (a
-    fixed per-step cost that dominates small models; profile field compute.step_overhead_s).
+    fixed per-step cost that dominates small models; profile field compute.step_overhead_s),
+    plus ``train_ops * op_overhead_s`` (a cost per dispatched tensor operation; the operations
+    a step runs differ by model and workload: simulator/planning/ops.py).
     """
     lat = np.asarray(latency_s, dtype=np.float64)
     down = lat + np.asarray(cost.download_bytes, np.float64) * BITS_PER_BYTE / downlink_bits_per_s
     comp = np.asarray(cost.train_flops, np.float64) / train_flops_per_s
     if step_overhead_s is not None and cost.train_steps is not None:
         comp = comp + np.asarray(cost.train_steps, np.float64) * step_overhead_s
+    if op_overhead_s is not None and cost.train_ops is not None:
+        comp = comp + np.asarray(cost.train_ops, np.float64) * op_overhead_s
     up = lat + np.asarray(cost.upload_bytes, np.float64) * BITS_PER_BYTE / uplink_bits_per_s
     n = len(train_flops_per_s)
     return Timing(
@@ -81,7 +87,8 @@ def estimate_clients(pop: Any, ids: np.ndarray, cost: TaskCost) -> Timing:
     """:func:`estimate` for clients ``ids`` of a population (its columns and profile overheads)."""
     return estimate(pop.downlink_bits_per_s[ids], pop.uplink_bits_per_s[ids], pop.latency_s[ids],
                     pop.train_flops_per_s[ids], cost,
-                    pop.per_profile(lambda q: q.compute.step_overhead_s, ids))
+                    pop.per_profile(lambda q: q.compute.step_overhead_s, ids),
+                    pop.per_profile(lambda q: q.compute.op_overhead_s, ids))
 
 
 def fedscale_completion_s(

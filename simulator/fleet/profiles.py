@@ -39,6 +39,10 @@ class Compute(_Frozen):
     step_overhead_s: float = Field(
         0.0, ge=0, le=60, description="fixed seconds per optimizer step (framework overhead; "
         "measured by `fedfleet profiles calibrate`, docs/clock.md)")
+    op_overhead_s: float = Field(
+        0.0, ge=0, le=1, description="fixed seconds per tensor operation a training step "
+        "dispatches (ops per step by model and workload: simulator/planning/ops.py; measured by "
+        "`fedfleet profiles calibrate`, docs/clock.md)")
     source: str = Field(min_length=3)
 
     @field_validator("peak_flops_per_s")

@@ -91,7 +91,8 @@ def launch(sim: Simulation, rnd: int, t0: float, ids: np.ndarray, dropout_rng: n
             links = (pop.downlink_bits_per_s[ids], pop.uplink_bits_per_s[ids], pop.latency_s[ids])
         else:
             timing = estimate(*links, pop.train_flops_per_s[ids], plan.cost,
-                              pop.per_profile(lambda q: q.compute.step_overhead_s, ids))
+                              pop.per_profile(lambda q: q.compute.step_overhead_s, ids),
+                              pop.per_profile(lambda q: q.compute.op_overhead_s, ids))
     else:
         if links is None:
             links = (pop.downlink_bits_per_s[ids], pop.uplink_bits_per_s[ids], pop.latency_s[ids])

@@ -70,7 +70,8 @@ class SharedClock:
         sim, pop = self.sim, self.sim.pop
         fps = pop.train_flops_per_s[ids]
         over = pop.per_profile(lambda q: q.compute.step_overhead_s, ids)
-        base = estimate(links[0], links[1], links[2], fps, plan.cost, over)
+        op_over = pop.per_profile(lambda q: q.compute.op_overhead_s, ids)
+        base = estimate(links[0], links[1], links[2], fps, plan.cost, over, op_over)
         dyn = sim.dynamics
         wait = self.split_wait(plan)
         if wait is None:

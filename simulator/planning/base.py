@@ -10,6 +10,7 @@ import numpy as np
 from simulator.core.cost import TaskCost, dense_train_flops_per_sample, mlp_param_count
 from simulator.core.registry import model_kind
 from simulator.fleet.population import Population
+from simulator.planning.ops import mlp_ops_per_step
 
 BYTES_FP32 = 4
 
@@ -49,16 +50,22 @@ class FullModelPlanner:
             self.flops_per_sample = proxy.train_flops_per_sample
         self.epochs = t.epochs
         self.batch = t.batch_size
+        # operations per step of the trained MLP (planning/ops.py); a clock proxy is another
+        # model whose structure is not known, so it is charged the per-step term only
+        self.ops_per_step = None if proxy is not None else mlp_ops_per_step(
+            len(self.sizes) - 1, t.optimizer, t.momentum)
 
     def plan(self, round: int, ids: np.ndarray, population: Population) -> Plan:
         n = len(ids)
         samples = population.n_samples[ids].astype(np.float64)
+        steps = self.epochs * np.ceil(samples / self.batch)  # as workloads.mlp.batch_plan
         cost = TaskCost(
             download_bytes=np.full(n, self.model_bytes),
             upload_bytes=np.full(n, self.model_bytes),
             train_flops=self.flops_per_sample * samples * self.epochs,
             memory_bytes=np.full(n, self.memory),
-            train_steps=self.epochs * np.ceil(samples / self.batch),  # as workloads.mlp.batch_plan
+            train_steps=steps,
+            train_ops=None if self.ops_per_step is None else steps * self.ops_per_step,
         )
         infeasible = population.memory_bytes[ids] < self.memory
         kind = np.where(infeasible, "none", "full").astype(object)

@@ -65,6 +65,7 @@ class CapabilityPlanner:
         self.down = np.array([o.download_bytes for o in self.options])
         self.up = np.array([o.upload_bytes for o in self.options])
         self.step = np.array([o.step_bytes for o in self.options])
+        self.ops = np.array([o.ops_per_step for o in self.options])
         self.attrs = {name: np.array([getattr(o, name) for o in self.options], dtype=dt)
                       for name, dt in (("rank", np.int64), ("blocks", np.int64),
                                        ("cut", np.int64), ("width", np.float64),
@@ -124,7 +125,13 @@ class CapabilityPlanner:
         down = self.down[:, None] + self.step[:, None] * steps
         up = self.up[:, None] + self.step[:, None] * steps
         bits = BITS_PER_BYTE
-        total = ((lat + down * bits / p.downlink_bits_per_s[ids]) + flops / fps
+        comp = flops / fps  # + per-step and per-operation overheads, as estimate adds them
+        if p.profiles:  # (a hand-built population without profiles has none)
+            comp = comp + np.broadcast_to(steps, comp.shape) * p.per_profile(
+                lambda q: q.compute.step_overhead_s, ids)
+            comp = comp + (self.ops[:, None] * steps) * p.per_profile(
+                lambda q: q.compute.op_overhead_s, ids)
+        total = ((lat + down * bits / p.downlink_bits_per_s[ids]) + comp
                  + (lat + up * bits / p.uplink_bits_per_s[ids]))
         return down, up, flops, wait, total
 
@@ -196,7 +203,7 @@ class CapabilityPlanner:
 
         cost = TaskCost(*(cat(lambda q, f=f: getattr(q.cost, f))
                           for f in ("download_bytes", "upload_bytes", "train_flops",
-                                    "memory_bytes")))
+                                    "memory_bytes", "train_steps", "train_ops")))
         cols = {k: cat(lambda q, k=k: q.columns[k]) for k in parts[0].columns}
         return Plan(cost, cat(lambda q: q.infeasible), cat(lambda q: q.kind), cols)
 
@@ -220,8 +227,13 @@ class CapabilityPlanner:
             return np.where(none, 1.0 if name == "width" else 0, a).astype(a.dtype)
 
         mem = np.where(none, 0.0, self.mem[j])
+        sc = self.sc
+        steps = C.steps_per_round(population.n_samples[ids].astype(np.float64),
+                                  sc.training.batch_size, sc.training.epochs)
         cost = TaskCost(download_bytes=pick(down), upload_bytes=pick(up),
-                        train_flops=pick(flops), memory_bytes=mem)
+                        train_flops=pick(flops), memory_bytes=mem,
+                        train_steps=np.where(none, 0.0, steps),
+                        train_ops=pick(self.ops[:, None] * steps))
         columns = {
             "rank": attr("rank"),
             "blocks": attr("blocks"),

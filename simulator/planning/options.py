@@ -15,6 +15,7 @@ from typing import Any
 from simulator.config.llm import ModelSpec
 from simulator.planning import llm_cost as C
 from simulator.planning import memory as M
+from simulator.planning.ops import llama_ops_per_step
 
 DEFAULT_TARGETS = {"llama": ("q_proj", "v_proj"), "gpt2": ("c_attn",), "bert": ("query", "value")}
 
@@ -35,6 +36,8 @@ class Option:
     width: float = 1.0
     server_flops_per_token: float = 0.0  # split: the server's share, waited for by the client
     step_bytes: float = 0.0  # split: activations up and gradients down, each, per step
+    ops_per_step: float = 0.0  # tensor operations a step dispatches (planning/ops.py; 0: not
+    #                            counted, charged the per-step overhead only)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,12 @@ def option_context(spec: ModelSpec, sc: Any) -> OptionContext:
         w.lora_targets or DEFAULT_TARGETS[spec.family], M.logits_bytes(spec, s, b),
         M.activation_bytes(spec, spec.num_layers, s, b, w.activation_checkpointing),
         0.0 if w.base_cached else spec.total_params * db)
+
+
+def ops_per_step(ctx: OptionContext, kind: str) -> float:
+    t = ctx.sc.training
+    n = llama_ops_per_step(ctx.spec, kind, t.optimizer, t.momentum, ctx.targets)
+    return 0.0 if n is None else n
 
 
 def changed_base_bytes(ctx: OptionContext, blocks: tuple[int, int] | None = None,
@@ -101,7 +110,7 @@ def full(ctx: OptionContext) -> list[Option]:
     P, L, db = spec.total_params, spec.num_layers, m.dtype_bytes
     return [Option("full", M.peak_bytes(P, P, db, ctx.opt, ctx.acts_all, ctx.logits), P,
                    C.full_flops_per_token(spec, m.seq_len) + ctx.rc(L), P * db,
-                   float(C.upload_bytes(P, db, comp)))]
+                   float(C.upload_bytes(P, db, comp)), ops_per_step=ops_per_step(ctx, "full"))]
 
 
 def lora(ctx: OptionContext) -> list[Option]:
@@ -115,7 +124,7 @@ def lora(ctx: OptionContext) -> list[Option]:
                           pl, C.lora_flops_per_token(spec, m.seq_len, pl) + ctx.rc(L),
                           ctx.base_down + changed_base_bytes(ctx) + pl * db,
                           float(C.upload_bytes(pl, db, w.compression)),
-                          rank=r))
+                          rank=r, ops_per_step=ops_per_step(ctx, "lora")))
     return out
 
 

@@ -48,6 +48,7 @@ class DurationEstimator:
         nl = len(LINK_TYPES)
         self.t_flops = np.array([p.compute.train_flops_per_s for p in pop.profiles])
         self.t_over = np.array([p.compute.step_overhead_s for p in pop.profiles])
+        self.t_op = np.array([p.compute.op_overhead_s for p in pop.profiles])
         self.t_down = np.zeros((n_prof, nl))
         self.t_up = np.zeros((n_prof, nl))
         self.t_lat = np.zeros((n_prof, nl))
@@ -92,7 +93,8 @@ class DurationEstimator:
         if self.oracle:
             return estimate_clients(self.pop, ids, cost).total_s
         down, up, lat, flops, over = self.declared(ids)
-        return estimate(down, up, lat, flops, cost, over).total_s
+        op = self.t_op[self.pop.profile_idx[ids].astype(np.int64)]
+        return estimate(down, up, lat, flops, cost, over, op).total_s
 
     def ratio(self, ids: np.ndarray) -> np.ndarray:
         r = self.log_ratio[ids]

@@ -3,12 +3,17 @@
 What is measured (torch imported lazily; the core never imports it):
 
 * **training steps** of the scenario's MLP at its batch size, one thread (as every executor runs),
-  for the scenario's widths and wider copies (x2, x4, ... up to ~4M parameters). Each point gives
-  seconds per step; FLOPs per step = 6 x parameters x batch (cost.dense_train_flops_per_sample);
-* a least-squares fit ``seconds/step = step_overhead_s + FLOPs/step / train_flops_per_s``. Small
-  MLPs are overhead-bound (Python, autograd and optimizer bookkeeping per step cost ~0.1-1 ms
-  whatever the width), so a single FLOP/s figure measured on one size mispredicts the others by
-  up to 20x; the two-term model keeps both within a few percent (benchmarks/bench_calibration.py);
+  for the scenario's widths and wider copies (x2, x4, ... up to ~4M parameters), and copies of
+  other depths (one hidden layer, four hidden layers: ``FIT_DEPTHS``). Each point gives seconds
+  per step; FLOPs per step = 6 x parameters x batch (cost.dense_train_flops_per_sample); tensor
+  operations per step from planning/ops.py;
+* a least-squares fit ``seconds/step = step_overhead_s + ops/step * op_overhead_s + FLOPs/step
+  / train_flops_per_s``. Small models are overhead-bound (Python, dispatch, autograd and
+  optimizer bookkeeping cost a few microseconds per operation whatever the width), so a single
+  FLOP/s figure measured on one size mispredicts the others by up to 20x, and one overhead per
+  step mispredicts models that run more operations per step (a deeper MLP, a transformer, LoRA).
+  The fit sees MLPs only; benchmarks/bench_calibration.py checks it out of sample on other MLP
+  shapes and on a Llama's full and LoRA fine-tuning (docs/clock.md);
 * **peak**: a 1-thread fp32 matmul (1024^3) for ``peak_flops_per_s``; ``train_efficiency`` is
   the fitted training FLOP/s over that peak;
 * a CUDA GPU, when torch sees one: the same fit on the GPU, written to ``<out>-cuda.yaml``.
@@ -35,11 +40,16 @@ import yaml
 
 from simulator import InputError
 from simulator.core.cost import dense_train_flops_per_sample, mlp_param_count
+from simulator.planning.ops import mlp_ops_per_step
 
 log = logging.getLogger(__name__)
 
 MAX_PARAMS = {"cpu": 4_000_000, "cuda": 200_000_000}  # widest model timed per device
 WIDTH_FACTORS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Other depths in the fit (hidden layers, each as wide as the scenario's first hidden layer
+# times a factor): without them ops per step never varies and the two overheads are not
+# separable.
+FIT_DEPTHS = ((1, (1, 4, 16)), (4, (1, 4, 16)))
 
 
 @dataclass
@@ -51,10 +61,13 @@ class Fit:
     step_overhead_s: float = 0.0
     train_flops_per_s: float = 0.0
     peak_flops_per_s: float = 0.0
+    op_overhead_s: float = 0.0
+    ops: list[float] = field(default_factory=list)  # tensor operations per step, per point
 
-    def predict_step_s(self, n_params: int) -> float:
+    def predict_step_s(self, n_params: int, ops_per_step: float = 0.0) -> float:
         flops = dense_train_flops_per_sample(n_params) * self.batch
-        return self.step_overhead_s + flops / self.train_flops_per_s
+        return (self.step_overhead_s + ops_per_step * self.op_overhead_s
+                + flops / self.train_flops_per_s)
 
 
 def scenario_sizes(sc: Any) -> list[int]:
@@ -87,6 +100,47 @@ def fit_overhead_and_rate(flops_per_step: np.ndarray, s_per_step: np.ndarray,
     if a < 0:
         a, b = 0.0, float(np.mean(s / f))
     return float(a), float(1.0 / b)
+
+
+def fit_overheads(flops_per_step: np.ndarray, ops_per_step: np.ndarray, s_per_step: np.ndarray,
+                  fallback_rate: float | None = None) -> tuple[float, float, float]:
+    """Fit ``s = a + c * ops + f / rate`` (a, c >= 0) minimising relative errors; returns
+    (a, c, rate). A negative overhead term is dropped and the rest refitted; without variation
+    in ``ops`` this is :func:`fit_overhead_and_rate` (c = 0)."""
+    f = np.asarray(flops_per_step, np.float64)
+    n = np.asarray(ops_per_step, np.float64)
+    s = np.asarray(s_per_step, np.float64)
+    if np.ptp(n) > 0:
+        a, c, b = np.linalg.lstsq(np.c_[1.0 / s, n / s, f / s], np.ones_like(s), rcond=None)[0]
+        if b > 0 and c >= 0 and a >= 0:
+            return float(a), float(c), float(1.0 / b)
+        if b > 0 and c >= 0:  # no fixed part: the overhead is per operation
+            c, b = np.linalg.lstsq(np.c_[n / s, f / s], np.ones_like(s), rcond=None)[0]
+            if b > 0 and c >= 0:
+                return 0.0, float(c), float(1.0 / b)
+    a, rate = fit_overhead_and_rate(f, s, fallback_rate)
+    return a, 0.0, rate
+
+
+def fit_shapes(sizes: list[int], device: str) -> list[list[int]]:
+    """The MLP shapes the calibration times: the scenario's depth at widths x1, x2, ... (up to
+    ``MAX_PARAMS``), then ``FIT_DEPTHS``."""
+    hidden = sizes[1:-1]
+    shapes: list[list[int]] = []
+    for m in WIDTH_FACTORS:
+        s = [sizes[0], *(max(1, h * m) for h in hidden), sizes[-1]]
+        if shapes and mlp_param_count(s) > MAX_PARAMS[device]:
+            break
+        shapes.append(s)
+    if len(shapes) < 3:  # already wide: add narrower copies so the fit has 3 points
+        shapes = [[sizes[0], *(max(1, h // d) for h in hidden), sizes[-1]] for d in (4, 2)] + shapes
+    h0 = hidden[0] if hidden else 64
+    for depth, factors in FIT_DEPTHS:
+        for m in factors:
+            s = [sizes[0], *([h0 * m] * depth), sizes[-1]]
+            if s not in shapes and mlp_param_count(s) <= MAX_PARAMS[device]:
+                shapes.append(s)
+    return shapes
 
 
 def with_hidden(sc: Any, hidden: list[int]) -> Any:
@@ -191,15 +245,8 @@ def measure(sc: Any, device: str = "cpu", budget_s: float = 6.0) -> Fit:
     if device == "cpu":
         torch.set_num_threads(1)  # as in every executor (local and Ray actors)
     fit = Fit(device, batch)
-    hidden = sizes[1:-1]
-    shapes: list[list[int]] = []
-    for m in WIDTH_FACTORS:
-        s = [sizes[0], *(max(1, h * m) for h in hidden), sizes[-1]]
-        if shapes and mlp_param_count(s) > MAX_PARAMS[device]:
-            break
-        shapes.append(s)
-    if len(shapes) < 3:  # already wide: add narrower copies so the fit has 3 points
-        shapes = [[sizes[0], *(max(1, h // d) for h in hidden), sizes[-1]] for d in (4, 2)] + shapes
+    shapes = fit_shapes(sizes, device)
+    t = sc.training
     if device == "cpu":
         steps = typical_steps(sc)
         runners = [_client_runner(sc, s, steps) for s in shapes]
@@ -210,11 +257,15 @@ def measure(sc: Any, device: str = "cpu", budget_s: float = 6.0) -> Fit:
         steps = 20
         runners = [_gpu_runner(s, batch, steps) for s in shapes]
         times = time_per_step(runners, steps, 0.8 * budget_s, time.perf_counter)
-    fit.points = [(s, mlp_param_count(s), t) for s, t in zip(shapes, times, strict=True)]
+    fit.points = [(s, mlp_param_count(s), x) for s, x in zip(shapes, times, strict=True)]
+    # the GPU loop uses torch.optim.SGD: on CUDA one fused update, as plain SGD here
+    opt, mom = (t.optimizer, t.momentum) if device == "cpu" else ("sgd", 0.0)
+    fit.ops = [mlp_ops_per_step(len(s) - 1, opt, mom) for s in shapes]
     flops = np.array([dense_train_flops_per_sample(p) * batch for _, p, _ in fit.points])
-    secs = np.array([t for _, _, t in fit.points])
+    secs = np.array([x for _, _, x in fit.points])
     peak = _matmul_peak(device, 0.2 * budget_s)
-    fit.step_overhead_s, fit.train_flops_per_s = fit_overhead_and_rate(flops, secs, peak)
+    fit.step_overhead_s, fit.op_overhead_s, fit.train_flops_per_s = fit_overheads(
+        flops, np.array(fit.ops), secs, peak)
     fit.peak_flops_per_s = max(peak, fit.train_flops_per_s)
     return fit
 
@@ -245,9 +296,12 @@ def profile_doc(fit: Fit, host: str, when: str, memory_bytes: float,
             "train_efficiency": float(f"{eff:.4g}"),
             "spread_sigma": 0.0,
             "step_overhead_s": float(f"{fit.step_overhead_s:.4g}"),
-            "source": (f"{src}: torch {torch.__version__} SGD steps of the scenario's MLP, batch "
-                       f"{fit.batch} ({pts}); fit s/step = {fit.step_overhead_s * 1e3:.3f} ms + "
-                       f"FLOPs/{fit.train_flops_per_s:.3g}; peak = fp32 matmul"),
+            "op_overhead_s": float(f"{fit.op_overhead_s:.4g}"),
+            "source": (f"{src}: torch {torch.__version__} training steps of the scenario's MLP "
+                       f"and other widths and depths, batch {fit.batch} ({pts}); fit s/step = "
+                       f"{fit.step_overhead_s * 1e3:.3f} ms + ops x "
+                       f"{fit.op_overhead_s * 1e6:.2f} us + FLOPs/{fit.train_flops_per_s:.3g}; "
+                       "peak = fp32 matmul"),
         },
         "memory": {"memory_bytes": float(f"{memory_bytes:.4g}"), "usable_fraction": 0.5,
                    "source": f"{src} (total memory); usable share 0.5 is an assumption"},
@@ -312,8 +366,8 @@ def calibrate(sc: Any, out: str | Path, budget_s: float = 6.0,
     return done
 
 
-__all__ = ["Fit", "calibrate", "fedscale_device_columns", "fit_overhead_and_rate", "measure",
-           "profile_doc", "scenario_sizes"]
+__all__ = ["Fit", "calibrate", "fedscale_device_columns", "fit_overhead_and_rate",
+           "fit_overheads", "fit_shapes", "measure", "profile_doc", "scenario_sizes"]
 
 
 def fedscale_device_columns(ms_per_sample: np.ndarray, kbit_per_s: np.ndarray,
