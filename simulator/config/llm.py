@@ -31,6 +31,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
         "num_key_value_heads": 32, "intermediate_size": 11008, "vocab_size": 32000,
         "max_position_embeddings": 4096}),
+    # Mistral-7B v0.1/v0.3 (config.json on the Hugging Face hub): a Llama block with grouped-query
+    # attention (8 KV heads); v0.3 has a 32768 vocabulary, v0.1 32000. FlowerTune's base model.
+    "mistral-7b": ("llama", {
+        "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32768,
+        "max_position_embeddings": 32768}),
     "llama-2-13b": ("llama", {
         "hidden_size": 5120, "num_hidden_layers": 40, "num_attention_heads": 40,
         "num_key_value_heads": 40, "intermediate_size": 13824, "vocab_size": 32000,

@@ -27,7 +27,7 @@ class ClockProxy(_Strict):
     train_flops_per_sample: float | None = Field(None, gt=0, le=1e16, description=(
         "training FLOPs per sample (mlp and torch model kinds)"))
     bytes_per_param: float = Field(4.0, gt=0, le=8)
-    preset: Literal["llama-2-7b", "llama-2-13b", "llama-2-70b", "tinyllama-1.1b",
+    preset: Literal["llama-2-7b", "mistral-7b", "llama-2-13b", "llama-2-70b", "tinyllama-1.1b",
                     "tiny-llama"] | None = Field(None, description=(
         "transformer: the preset the clock charges (its closed-form costs, same seq_len)"))
     config: dict[str, Any] | None = Field(None, description=(
@@ -124,6 +124,12 @@ class WorkloadSettings(_Strict):
     split_server_flops_per_s: float = Field(2e12, gt=0, le=1e18, description="per split client")
     width_rates: tuple[float, ...] = Field((1.0, 0.5, 0.25, 0.125), min_length=1)
     activation_checkpointing: bool = False
+    base_quantization: Literal["none", "int8", "nf4", "fp4"] = Field("none", description=(
+        "storage of the frozen base's block linear layers on a LoRA device (QLoRA-style, "
+        "bitsandbytes): int8 1 byte/param, nf4/fp4 0.5 byte/param + one fp32 scale per 64 "
+        "weights; embeddings, norms and lm_head stay at model.dtype_bytes; memory only (what "
+        "is downloaded and trained on is unchanged); docs/clock.md 'Published validation "
+        "targets'"))
     require_deadline: bool = True
     base_cached: bool = True
     compression: Compression = Compression()
@@ -165,7 +171,7 @@ class Model(_Strict):
         "kind custom: keyword arguments passed to the factory"))
     # kind: transformer (docs/large-models.md); checked in full by planning.llm_config
     family: Literal["llama", "gpt2", "bert"] | None = None
-    preset: Literal["llama-2-7b", "llama-2-13b", "llama-2-70b", "tinyllama-1.1b",
+    preset: Literal["llama-2-7b", "mistral-7b", "llama-2-13b", "llama-2-70b", "tinyllama-1.1b",
                     "tiny-llama"] | None = None
     config: dict[str, Any] | None = None
     config_path: str | None = None

@@ -64,6 +64,22 @@ def logits_bytes(spec: ModelSpec, seq_len: int, batch: int) -> float:
     return float(batch) * seq_len * spec.vocab * LOGIT_BYTES
 
 
+# Bytes per stored weight of a quantized frozen base (bitsandbytes: 4-bit codes with one fp32
+# absmax per block of 64 weights; LLM.int8 rows with a per-row scale, negligible at h >= 1024).
+QUANT_BYTES = {"int8": 1.0, "nf4": 0.5 + 4.0 / 64, "fp4": 0.5 + 4.0 / 64}
+
+
+def quantized_base_saving(spec: ModelSpec, dtype_bytes: float, method: str) -> float:
+    """Bytes a quantized frozen base saves against ``dtype_bytes`` storage, less the workspace
+    one dequantized layer needs at a time: only block linear layers are quantized (embeddings,
+    norms and lm_head stay 16-bit, as bitsandbytes and peft leave them)."""
+    if method == "none":
+        return 0.0
+    q = sum(lin.count * lin.d_in * lin.d_out for lin in spec.linears if lin.in_blocks)
+    widest = max((lin.d_in * lin.d_out for lin in spec.linears if lin.in_blocks), default=0)
+    return q * (dtype_bytes - QUANT_BYTES[method]) - widest * dtype_bytes
+
+
 def peak_bytes(held_params: float, trainable_params: float, dtype_bytes: float,
                optimizer_bytes: float, activations: float, logits: float) -> float:
     """Peak training memory (bytes) from the terms above."""

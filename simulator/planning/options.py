@@ -120,7 +120,10 @@ def lora(ctx: OptionContext) -> list[Option]:
     out = []
     for r in sorted(set(w.lora_ranks), reverse=True):
         pl = spec.lora_params(r, ctx.targets)
-        out.append(Option("lora", M.peak_bytes(P + pl, pl, db, ctx.opt, ctx.acts_all, ctx.logits),
+        mem = M.peak_bytes(P + pl, pl, db, ctx.opt, ctx.acts_all, ctx.logits)
+        if w.base_quantization != "none":  # a QLoRA device holds a 4- or 8-bit frozen base
+            mem -= M.quantized_base_saving(spec, db, w.base_quantization)
+        out.append(Option("lora", mem,
                           pl, C.lora_flops_per_token(spec, m.seq_len, pl) + ctx.rc(L),
                           ctx.base_down + changed_base_bytes(ctx) + pl * db,
                           float(C.upload_bytes(pl, db, w.compression)),
