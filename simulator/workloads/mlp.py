@@ -221,7 +221,8 @@ class MLPWorkload:
                     opt.step()
                 else:
                     with torch.no_grad():
-                        torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)
+                        torch._foreach_add_(params, [p.grad for p in params],  # type: ignore[misc]
+                                           alpha=-lr)
                 pers.append(per.detach())
             cnt = sum(len(p) for p in pers)
             if pers:
