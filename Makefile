@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOG    := $(VENV)/install.log
+# Quiet pip: no version check, no root warning; its full output goes to $(LOG), shown on failure.
+PIP    := $(PY) -m pip --disable-pip-version-check --no-input -q
+export PIP_ROOT_USER_ACTION := ignore
+QUIET   = >>$(LOG) 2>&1 || { cat $(LOG); echo "install failed; full log: $(LOG)"; exit 1; }
 
 .PHONY: install demo test test-fast bench lint clean
 
@@ -10,14 +15,15 @@ install: $(STAMP)
 
 # torch first and exactly pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
-	touch $(STAMP)
+	@echo "installing FedFleet into $(VENV) (first time: a few minutes; log: $(LOG))"
+	@$(PYTHON) -m venv $(VENV) && : > $(LOG)
+	@$(PIP) install --upgrade pip $(QUIET)
+	@$(PIP) install torch==2.13.0 $(QUIET)
+	@$(PIP) install -c constraints.txt -e ".[test,export,data]" $(QUIET)
+	@touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/fedfleet run scenarios/quickstart.yaml --name quickstart --overwrite
+	@$(VENV)/bin/fedfleet run scenarios/quickstart.yaml --name quickstart --overwrite
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -373,6 +373,7 @@ def test_fedfleet_runs_table_lives_in_the_cli(workdir: Path,
     from simulator.io import runs_index
 
     assert not hasattr(runs_index, "print_runs")  # the library lists, the CLI prints
+    (workdir / "runs").mkdir(exist_ok=True)  # a missing directory named is an error (exit 2)
     assert main(["runs", str(workdir / "runs")]) == 0
     assert "no runs found" in capsys.readouterr().out
     simulator.run(tiny(rounds=1), name="listed")

@@ -45,7 +45,7 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # The page registers a strategy and configures the "simulator" logger: undo both.
     from simulator.core.registry import STRATEGIES
 
-    STRATEGIES.remove("fedavgm")
+    STRATEGIES.remove("my_fedavgm")
     lg = logging.getLogger("simulator")
     for h in list(lg.handlers):
         lg.removeHandler(h)

@@ -86,34 +86,45 @@ def test_calibrate_usage_errors(tmp_path, capsys):
 
 
 # --- FedScale parity --------------------------------------------------------------------------
+# FedScale fedscale/cloud/internal/client_metadata.py, ClientMetadata.get_completion_time:
+#   computation   = augmentation_factor (3) * batch_size * local_steps * compute_speed / 1000
+#   communication = (upload_size + download_size) / bandwidth   (one bandwidth, both transfers)
+def _fedscale_by_hand(batch, steps, ms, up_kbit, down_kbit, kbps):
+    return 3.0 * batch * steps * np.asarray(ms) / 1000.0 + (up_kbit + down_kbit) / np.asarray(kbps)
+
+
 @settings(max_examples=200, deadline=None)
 @given(batch=st.integers(1, 256), steps=st.integers(1, 100),
        ms=st.lists(st.floats(0.01, 500.0), min_size=1, max_size=20),
-       model_kbit=st.floats(1.0, 1e6), kbps_seed=st.integers(0, 2**31),
+       up_kbit=st.floats(1.0, 1e6), down_kbit=st.floats(1.0, 1e6), kbps_seed=st.integers(0, 2**31),
        flops_per_sample=st.floats(1e3, 1e12))
-def test_cost_model_reproduces_fedscale_completion_time(batch, steps, ms, model_kbit, kbps_seed,
-                                                        flops_per_sample):
+def test_cost_model_reproduces_fedscale_completion_time(batch, steps, ms, up_kbit, down_kbit,
+                                                        kbps_seed, flops_per_sample):
     # Prepare: FedScale's inputs, and our columns configured like FedScale (trace units
-    # converted; downloads free, no latency, one upload of the model).
+    # converted; one bandwidth for both directions, no latency).
     ms = np.array(ms)
     kbps = np.random.default_rng(kbps_seed).uniform(10.0, 1e5, len(ms))
-    flops_per_s, up_bps = fedscale_device_columns(ms, kbps, flops_per_sample)
+    flops_per_s, bps = fedscale_device_columns(ms, kbps, flops_per_sample)
     n = len(ms)
-    cost = TaskCost(download_bytes=np.zeros(n), upload_bytes=np.full(n, model_kbit * 1000 / 8),
+    cost = TaskCost(download_bytes=np.full(n, down_kbit * 1000 / 8),
+                    upload_bytes=np.full(n, up_kbit * 1000 / 8),
                     train_flops=np.full(n, flops_per_sample * batch * steps),
                     memory_bytes=np.zeros(n))
     # Execute
-    ours = estimate(np.full(n, np.inf), up_bps, np.zeros(n), flops_per_s, cost)
-    theirs = fedscale_completion_s(batch, steps, ms, model_kbit, kbps)
+    ours = estimate(bps, bps, np.zeros(n), flops_per_s, cost)
+    theirs = fedscale_completion_s(batch, steps, ms, up_kbit, down_kbit, kbps)
     # Assert
+    np.testing.assert_allclose(theirs, _fedscale_by_hand(batch, steps, ms, up_kbit, down_kbit,
+                                                         kbps), rtol=1e-12)
     np.testing.assert_allclose(ours.total_s, theirs, rtol=1e-12)
     np.testing.assert_allclose(ours.compute_s, 3 * batch * steps * ms / 1000, rtol=1e-12)
-    assert (ours.download_s == 0).all()
+    np.testing.assert_allclose(ours.download_s + ours.upload_s, (up_kbit + down_kbit) / kbps,
+                               rtol=1e-12)
 
 
 def test_fedscale_parity_through_the_planner_with_a_clock_proxy():
-    # The engine's own path: a clock proxy of P fp32 parameters is model_kbit = 32 P / 1000;
-    # FedScale counts one transfer, the planner two (down and up), so downloads are made free.
+    # The engine's own path: a clock proxy of P fp32 parameters is 32 P / 1000 kbit each way;
+    # FedScale charges (upload + download) / bandwidth, the planner a download and an upload.
     from simulator.config.scenario import parse_scenario
     from simulator.loop.simulation import build_population
     from simulator.planning import make_planner
@@ -126,9 +137,12 @@ def test_fedscale_parity_through_the_planner_with_a_clock_proxy():
     plan = make_planner(sc, pop, ds.n_features, ds.n_classes).plan(0, ids, pop)
     ms = np.linspace(1.0, 80.0, 20)
     kbps = np.linspace(500.0, 50_000.0, 20)
-    flops_per_s, up = fedscale_device_columns(ms, kbps, 6e6)
-    ours = estimate(np.full(20, np.inf), up, np.zeros(20), flops_per_s, plan.cost)
+    flops_per_s, bps = fedscale_device_columns(ms, kbps, 6e6)
+    ours = estimate(bps, bps, np.zeros(20), flops_per_s, plan.cost)
     samples = pop.n_samples[ids]
     # FedScale's formula with batch * steps = each client's sample count (1 epoch)
-    theirs = fedscale_completion_s(1, 1, ms * samples, 1e6 * 4 * 8 / 1000, kbps)
+    kbit = 1e6 * 4 * 8 / 1000
+    theirs = fedscale_completion_s(1, 1, ms * samples, kbit, kbit, kbps)
     np.testing.assert_allclose(ours.total_s, theirs, rtol=1e-12)
+    np.testing.assert_allclose(theirs, _fedscale_by_hand(1, 1, ms * samples, kbit, kbit, kbps),
+                               rtol=1e-12)

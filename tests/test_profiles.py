@@ -84,6 +84,26 @@ def test_peaks_are_dense_and_consistent(profiles: dict[str, DeviceProfile]) -> N
     assert profiles["cloud-a100"].compute.peak_flops_per_s["bf16"] == pytest.approx(312e12)
 
 
+def test_peaks_match_their_primary_sources(profiles: dict[str, DeviceProfile]) -> None:
+    """Issue 14: the peaks the review found wrong, recomputed from the sources in each profile."""
+    peak = {n: p.compute.peak_flops_per_s for n, p in profiles.items()}
+    # Cortex-A72: one 128-bit FMLA per cycle = 4 fp32 lanes x 2 FLOPs; 4 cores at 1.5 GHz.
+    assert peak["rpi4"]["fp32"] == pytest.approx(4 * 1.5e9 * 8)
+    # Cortex-A76: two 128-bit FMLA pipes = 16 FLOPs per cycle; 4 cores at 2.4 GHz.
+    assert peak["rpi5"]["fp32"] == pytest.approx(4 * 2.4e9 * 16)
+    # Apple GPUs run F16 at the F32 rate.
+    assert peak["phone-flagship"]["fp16"] == peak["phone-flagship"]["fp32"]
+    # GeForce Ada tensor FP16 with FP32 accumulate: 128 FLOPs/clock per tensor core (half the
+    # FP16-accumulate 256), 96 tensor cores, at the clock where FP32 = 3072 x 2 x f.
+    f = peak["laptop-rtx4060"]["fp32"] / (3072 * 2)
+    assert peak["laptop-rtx4060"]["fp16"] == pytest.approx(96 * 128 * f, rel=0.01)
+    # NVIDIA L4 datasheet: FP32 30.3, BF16 242 sparse = 121 dense.
+    assert peak["edge-server-l4"]["fp32"] == pytest.approx(30.3e12)
+    assert peak["edge-server-l4"]["bf16"] == pytest.approx(121e12)
+    for name, prof in profiles.items():
+        assert prof.compute.source.strip(), f"{name}: compute.source is empty"
+
+
 def test_memory_and_power_by_kind(profiles: dict[str, DeviceProfile]) -> None:
     for name, prof in profiles.items():
         assert 0 < prof.memory.usable_bytes <= prof.memory.memory_bytes

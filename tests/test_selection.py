@@ -395,3 +395,76 @@ def test_every_policy_runs_a_tiny_scenario(policy, tmp_path):
     run = run_scenario(sc, name=policy, runs_dir=str(tmp_path))
     r = pd.read_parquet(run / "rounds.parquet")
     assert len(r) == 3 and r["selected"].max() <= 7
+
+
+# --- no oracle: the server's estimates (simulator/selection/estimates.py) ------------------------
+def _est_sim(**over):
+    from simulator.loop.simulation import Simulation
+
+    return Simulation(parse_scenario(small_doc(**{"mode": "analytic", **over})))
+
+
+def test_estimates_are_not_the_truth_when_dynamics_are_on(mode="observed"):
+    from simulator.core import rng as RR
+    from simulator.loop import pipeline as P
+
+    sim = _est_sim(**{"estimates.mode": mode})
+    ids = np.arange(sim.pop.size)
+    est = sim.estimate_fn(0)(ids)
+    la = P.launch(sim, 0, 0.0, ids, RR.stream(7, RR.DROPOUT, 0))
+    truth = la.timing.total_s
+    ok = ~la.plan.infeasible
+    assert np.all(np.isfinite(est[ok]))
+    rel = np.abs(est[ok] / truth[ok] - 1.0)
+    assert np.median(rel) > 0.05  # the server does not know the draws nor this task's dynamics
+    # before any observation the estimate is the class prior: equal for the same class, link
+    # and data size, whatever the client's own draw
+    p, li, n = sim.pop.profile_idx, sim.pop.link_idx, sim.pop.n_samples
+    same = np.flatnonzero((p == p[0]) & (li == li[0]) & (n == n[0]))
+    assert np.unique(est[same]).size == 1
+    # the oracle (estimates.mode: oracle) is the static cost model on the true draws
+    oracle = _est_sim(**{"estimates.mode": "oracle"})
+    from simulator.core.cost import estimate_clients
+
+    cost = oracle.planner.plan(0, ids, oracle.pop).cost
+    true_static = estimate_clients(oracle.pop, ids, cost).total_s
+    assert np.array_equal(oracle.estimate_fn(0)(ids), true_static)
+
+
+def test_estimator_learns_from_observations_and_class_priors():
+    sim = _est_sim()
+    e = sim.estimator
+    ids = np.array([0, 1])
+    cost = sim.planner.plan(0, ids, e.server_view()).cost
+    prior = e.prior_s(ids, cost)
+    # client 0 completed in twice its prior; client 1 was cut at 3x its prior (a lower bound)
+    believed = e.observe(ids, np.array([R.COMPLETED, R.STRAGGLER]), prior * [2.0, 3.0], prior)
+    assert believed[0] == pytest.approx(prior[0] * 2.0)
+    assert believed[1] == pytest.approx(prior[1] * 3.0)
+    assert e.estimate_s(ids, cost) == pytest.approx(prior * [2.0, 3.0])
+    # a second completion in exactly its prior: weight 0.5 in log space -> sqrt(2) x prior
+    e.observe(ids[:1], np.array([R.COMPLETED]), prior[:1], prior[:1])
+    cost0 = sim.planner.plan(0, ids[:1], e.server_view()).cost
+    assert e.estimate_s(ids[:1], cost0)[0] == pytest.approx(prior[0] * np.sqrt(2.0))
+    # a client never seen takes its class's mean log ratio
+    p = sim.pop.profile_idx
+    cls = np.flatnonzero((p == p[0]) & (np.arange(p.size) > 1))[:1]
+    both = np.exp((np.log(np.sqrt(2.0)) + np.log(3.0)) / 2)
+    expect = both if p[1] == p[0] else np.sqrt(2.0)
+    assert e.ratio(cls)[0] == pytest.approx(expect)
+    # dropped tasks teach nothing
+    before = e.log_ratio.copy()
+    e.observe(ids, np.array([R.DROPPED, R.OFFLINE]), prior * 9, prior)
+    assert np.array_equal(before, e.log_ratio, equal_nan=True)
+
+
+def test_estimator_state_is_checkpointed():
+    sim = _est_sim()
+    e = sim.estimator
+    e.observe(np.array([4]), np.array([R.COMPLETED]), np.array([50.0]), np.array([10.0]))
+    state = e.state_dict()
+    fresh = _est_sim().estimator
+    rest = fresh.load_state_dict(dict(state, other=1))
+    assert rest == {"other": 1}
+    assert np.array_equal(fresh.log_ratio, e.log_ratio, equal_nan=True)
+    assert fresh.ratio(np.array([4]))[0] == pytest.approx(5.0)

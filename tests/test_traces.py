@@ -325,3 +325,82 @@ def test_write_failure_leaves_no_temp_file(tmp_path: Path) -> None:
         import_fedscale(_dump(tmp_path / "c.pkl", CAPACITY), None, target)
     assert err.value.field == str(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pkl", "taken"]
+
+
+# --- trace-driven fleets: population.trace (simulator/fleet/trace_fleet.py) ----------------------
+def _write_trace(path, **cols):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(cols), str(path))
+    return str(path)
+
+
+def test_a_fleet_from_a_small_generated_trace(tmp_path):
+    import pyarrow as pa
+
+    from simulator.config.scenario import parse_scenario
+    from simulator.loop.simulation import Simulation
+    from tests.conftest import small_doc
+
+    path = _write_trace(
+        tmp_path / "fleet.parquet",
+        train_flops_per_s=[1e9, 2e9, 4e9],
+        downlink_bits_per_s=[10e6, 20e6, 40e6], uplink_bits_per_s=[1e6, 2e6, 4e6],
+        latency_s=[0.05, 0.02, 0.01],
+        active_start_s=pa.array([[0.0], [0.0, 7200.0], [3600.0]], pa.list_(pa.float64())),
+        active_end_s=pa.array([[86400.0], [3600.0, 10800.0], [7200.0]], pa.list_(pa.float64())),
+        period_s=[86400.0, 86400.0, float("nan")])
+    sc = parse_scenario(small_doc(**{"mode": "analytic", "population.size": 7,
+                                     "clients_per_round": 2, "population.trace": {"path": path}}))
+    sim = Simulation(sc)
+    pop = sim.pop
+    row = np.arange(7) % 3
+    assert pop.train_flops_per_s.tolist() == [1e9, 2e9, 4e9][:3] * 2 + [1e9]
+    assert np.array_equal(pop.downlink_bits_per_s, np.array([10e6, 20e6, 40e6])[row])
+    assert np.array_equal(pop.uplink_bits_per_s, np.array([1e6, 2e6, 4e6])[row])
+    # availability from the intervals: row 0 always, row 1 in [0,1h) and [2h,3h), row 2 [1h,2h)
+    on = pop.available(1800.0)
+    assert on.tolist() == [True, True, False, True, True, False, True]
+    assert pop.available(5400.0).tolist() == [True, False, True, True, False, True, True]
+    assert np.array_equal(pop.available(5400.0, np.array([5, 1])), np.array([True, False]))
+    assert pop.seconds_until_offline(1800.0, np.array([1]))[0] == pytest.approx(1800.0)
+    assert pop.seconds_until_online(4000.0, np.array([1]))[0] == pytest.approx(3200.0)
+    assert pop.seconds_until_online(8000.0, np.array([2]))[0] >= 1e9  # no repetition: never
+    # and it runs
+    from simulator.loop.runner import run_scenario
+
+    run = run_scenario(sc, name="traced", runs_dir=str(tmp_path))
+    assert (run / "rounds.parquet").exists()
+
+
+def test_a_fedscale_trace_drives_compute_with_the_model_flops(tmp_path):
+    from simulator.config.scenario import parse_scenario
+    from simulator.loop.simulation import Simulation
+    from tests.conftest import small_doc
+
+    path = _write_trace(tmp_path / "fs.parquet", client_id=[0, 1], ms_per_sample=[10.0, 40.0],
+                        kbit_per_s=[1000.0, 500.0])
+    sc = parse_scenario(small_doc(**{"mode": "analytic", "population.size": 4,
+                                     "clients_per_round": 2, "population.trace": {"path": path}}))
+    pop = Simulation(sc).pop
+    # small_doc's clock proxy: 2e9 FLOPs per sample; FedScale charges 3 x ms per sample
+    assert pop.train_flops_per_s.tolist() == pytest.approx([2e9 / 0.03, 2e9 / 0.12] * 2)
+    assert pop.uplink_bits_per_s.tolist() == [1e6, 5e5] * 2
+    assert pop.downlink_bits_per_s.tolist() == [1e6, 5e5] * 2
+
+
+def test_a_bad_trace_is_one_line_naming_the_field(tmp_path):
+    from simulator import InputError
+    from simulator.config.scenario import parse_scenario
+    from simulator.loop.simulation import build_parts
+    from tests.conftest import small_doc
+
+    path = _write_trace(tmp_path / "bad.parquet", ms_per_sample=[1.0], uplink_bits_per_s=[1.0])
+    sc = parse_scenario(small_doc(**{"mode": "analytic", "population.trace": {"path": path}}))
+    with pytest.raises(InputError, match="population.trace.path") as err:
+        build_parts(sc)
+    assert "\n" not in str(err.value)
+    sc = parse_scenario(small_doc(**{"population.trace": {"path": str(tmp_path / "none")}}))
+    with pytest.raises(InputError, match="file not found"):
+        build_parts(sc)

@@ -40,6 +40,12 @@ class Partial:
     loss_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     loss_sq_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     wall_s: float = 0.0
+    # Individual updates [n_clients, P] float64, rows aligned with client_ids; only when the
+    # strategy declares needs:client_updates (robust rules), else None (sums only).
+    updates: np.ndarray | None = None
+    # Per-client state rows [n_clients, P] float64 that the strategy's client side returns
+    # (SCAFFOLD's new control variates), rows aligned with client_ids; else None.
+    client_state: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n_params: int) -> Partial:
@@ -66,13 +72,29 @@ class Partial:
             np.concatenate([self.loss_mean, other.loss_mean]),
             np.concatenate([self.loss_sq_mean, other.loss_sq_mean]),
             self.wall_s + other.wall_s,
+            _merge_rows(self, other, "updates"),
+            _merge_rows(self, other, "client_state"),
         )
 
     def sorted(self) -> Partial:
         """Per-client stats in client-id order (layout-independent)."""
         o = np.argsort(self.client_ids, kind="stable")
         return Partial(self.sum_q, self.weight, self.client_ids[o], self.n_samples[o],
-                       self.loss_mean[o], self.loss_sq_mean[o], self.wall_s)
+                       self.loss_mean[o], self.loss_sq_mean[o], self.wall_s,
+                       None if self.updates is None else self.updates[o],
+                       None if self.client_state is None else self.client_state[o])
+
+
+def _merge_rows(a: Partial, b: Partial, name: str) -> np.ndarray | None:
+    """Concatenated per-client rows (``updates`` or ``client_state``); a side without clients
+    contributes nothing."""
+    rows = [getattr(p, name) for p in (a, b) if len(p.client_ids)]
+    if not rows or all(r is None for r in rows):
+        return None
+    if any(r is None for r in rows):
+        raise FedFleetError(f"aggregation: some partial sums carry per-client {name} and some "
+                            "do not")
+    return np.concatenate(rows)
 
 
 def mean_step(num: np.ndarray, den: np.ndarray | float) -> np.ndarray:

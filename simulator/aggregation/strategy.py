@@ -25,7 +25,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from simulator.aggregation.fedavg import SCALE, Partial, mean_step, step_model  # noqa: F401
-from simulator.core.registry import STRATEGIES
+from simulator.core.registry import STRATEGIES, declared
+from simulator.errors import FedFleetError, InputError
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,38 @@ class ServerSums:
             num = num + self.noise
         return mean_step(num, den if self.denominator is None else float(self.denominator))
 
+    def client_updates(self) -> ClientUpdates:
+        """Every individual update that reached the server (strategies that declare
+        ``needs:client_updates``), contributions in the order given, clients by id within each."""
+        parts = [c for c in self.contributions if len(c.partial.client_ids)]
+        if self.mean is not None or any(c.partial.updates is None for c in parts):
+            raise FedFleetError("aggregation.strategy: this strategy needs individual client "
+                                "updates, which this aggregation does not carry")
+        if not parts:
+            return ClientUpdates(np.zeros(0, np.int64), np.zeros((0, self.n_params)),
+                                 np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+        cat = np.concatenate
+        return ClientUpdates(
+            cat([c.partial.client_ids for c in parts]),
+            cat([c.partial.updates for c in parts]),
+            cat([c.partial.n_samples for c in parts]).astype(np.float64),
+            cat([c.partial.loss_mean for c in parts]),
+            cat([np.full(len(c.partial.client_ids), c.staleness) for c in parts]))
+
+
+@dataclass(frozen=True)
+class ClientUpdates:
+    """Individual client updates (float64 deltas, one row per client update)."""
+
+    client_ids: np.ndarray
+    deltas: np.ndarray  # [n, P]
+    n_samples: np.ndarray  # float64 [n]
+    train_loss: np.ndarray  # mean local training loss per client [n]
+    staleness: np.ndarray  # int [n]
+
+    def __len__(self) -> int:
+        return int(self.client_ids.shape[0])
+
 
 @dataclass(frozen=True)
 class AggregationContext:
@@ -146,17 +179,62 @@ class StatelessStrategy:
 
 
 def register_strategy(name: str | None = None, *, params: Any = None,
-                      replace: bool = False) -> Callable[[Any], Any]:
-    """Decorator for a plugin strategy class: ``@register_strategy("fedavgm", params=P)``."""
-    return STRATEGIES.register(name, params=params, replace=replace)
+                      declares: Sequence[str] = (), replace: bool = False) -> Callable[[Any], Any]:
+    """Decorator for a plugin strategy class: ``@register_strategy("fedavgm", params=P)``;
+    ``declares``: ``trigger:<t>`` it runs on, ``needs:client_updates`` / ``needs:client_state``
+    (docs/strategies.md)."""
+    return STRATEGIES.register(name, params=params, declares=declares, replace=replace)
 
 
 def build_strategy(scenario: Any) -> Any:
-    """The scenario's server strategy, with its parameters validated."""
+    """The scenario's server strategy, with its parameters validated and its declarations
+    checked against the scenario (``strategy_problem``)."""
     name = strategy_name(scenario)
     cls = STRATEGIES.load(name)
+    problem = strategy_problem(scenario, name)
+    if problem is not None:
+        raise InputError(*problem)
     params = STRATEGIES.parse_params(name, scenario.aggregation.params, "aggregation.params")
     return cls(scenario, params)
+
+
+def strategy_problem(scenario: Any, name: str | None = None) -> tuple[str, str] | None:
+    """``(field, message)`` when the strategy's declarations (simulator/core/registry.py) rule
+    the scenario out, generated from them: ``trigger:<t>`` lists the triggers it runs on (none
+    declared: all); ``needs:client_updates`` (robust rules read every individual update) rules out
+    secure aggregation and central DP, which hide or replace them."""
+    name = name or strategy_name(scenario)
+    if name not in STRATEGIES:
+        return None
+    entry = STRATEGIES.entry(name)
+    triggers = declared(entry, "trigger")
+    trig = getattr(scenario, "trigger", None)
+    if triggers and trig is not None and trig not in triggers:
+        return ("aggregation.strategy", f"'{name}' does not run on aggregation trigger "
+                f"'{trig}' (it supports: {', '.join(triggers)})")
+    if "client_updates" in declared(entry, "needs"):
+        if getattr(getattr(scenario, "secure_aggregation", None), "enabled", False):
+            return ("secure_aggregation.enabled", f"not supported by aggregation.strategy "
+                    f"'{name}' (it needs individual client updates, which secure aggregation "
+                    "hides)")
+        if getattr(getattr(scenario, "privacy", None), "mode", "none") == "central":
+            return ("privacy.mode", f"'central' is not supported by aggregation.strategy "
+                    f"'{name}' (it needs individual client updates; allowed: none, local)")
+    if "client_state" in declared(entry, "needs"):
+        if getattr(getattr(scenario, "secure_aggregation", None), "enabled", False):
+            return ("secure_aggregation.enabled", f"not supported by aggregation.strategy "
+                    f"'{name}' (it reads each client's new state, e.g. control variates)")
+        if getattr(getattr(scenario, "privacy", None), "mode", "none") != "none":
+            return ("privacy.mode", f"not supported by aggregation.strategy '{name}' (its "
+                    "per-client state, e.g. control variates, is not privatised; allowed: none)")
+    return None
+
+
+def needs_client_updates(scenario: Any) -> bool:
+    """Whether workloads must return individual updates (the strategy declares
+    ``needs:client_updates``), besides the fixed-point sums."""
+    name = strategy_name(scenario)
+    return name in STRATEGIES and "client_updates" in declared(STRATEGIES.entry(name), "needs")
 
 
 def strategy_name(scenario: Any) -> str:

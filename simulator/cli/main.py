@@ -1,4 +1,5 @@
-"""fedfleet command line: validate | run | resume | dashboard | runs | profiles | sweep | serve.
+"""fedfleet command line: validate | run | resume | dashboard | runs | profiles | sweep | serve
+| export.
 
 Every user error is one line on stderr and exit code 2; no tracebacks for bad input.
 """
@@ -6,9 +7,7 @@ Every user error is one line on stderr and exit code 2; no tracebacks for bad in
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,69 +60,52 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_runner(total: int, label: str) -> tuple[Any, Callable[..., None]]:
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def _finish(run_dir: Path, args: argparse.Namespace) -> None:
+    """The end-of-run summary (simulator/cli/progress.py), then the dashboard."""
+    from simulator.cli.progress import summary_lines
 
-    prog = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(),
-        TextColumn("round {task.completed}/{task.total}"),
-        TextColumn("sim {task.fields[sim]}"), TextColumn("acc {task.fields[acc]}"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        disable=not sys.stderr.isatty() and os.environ.get("FEDFLEET_PROGRESS") != "1",
-    )
-    task = prog.add_task(label, total=total, sim="0s", acc="-")
-
-    def on_round(rep: Any) -> None:
-        acc = "-" if rep.accuracy != rep.accuracy else f"{rep.accuracy:.3f}"
-        prog.update(task, completed=rep.round + 1, sim=_fmt_s(rep.sim_end_s), acc=acc)
-
-    return prog, on_round
-
-
-def _fmt_s(s: float) -> str:
-    if s < 120:
-        return f"{s:.1f}s"
-    if s < 7200:
-        return f"{s / 60:.1f}min"
-    return f"{s / 3600:.2f}h"
-
-
-def _finish(run_dir: Path, no_dashboard: bool) -> None:
-    print(f"run written to {run_dir}")
-    if not no_dashboard:
+    html = None
+    if not args.no_dashboard:
         from dashboards import write_run_dashboard
 
         html = write_run_dashboard(run_dir)
-        print(f"dashboard: {html}")
+    for line in summary_lines(run_dir, getattr(args, "target_accuracy", None), html):
+        print(line)
+    sys.stdout.flush()
+
+
+def _check_target(args: argparse.Namespace) -> None:
+    t = getattr(args, "target_accuracy", None)
+    if t is not None and not 0 < t <= 1:
+        raise InputError("--target-accuracy", f"must be in (0, 1] (got {t:g})")
+    if getattr(args, "log_every", 1) < 0:
+        raise InputError("--log-every", f"must be 0 (off) or more (got {args.log_every})")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from simulator.cli.progress import RunProgress
     from simulator.config.scenario import validate_run_name
     from simulator.loop.runner import run_scenario
 
+    _check_target(args)
     sc = _load(args.file, args.set)
     name = validate_run_name(sc.name if args.name is None else args.name)
-    prog, on_round = _progress_runner(sc.rounds, name)
-    with prog:
+    with RunProgress(sc.rounds, name, log_every=args.log_every) as prog:
         run_dir = run_scenario(sc, name=name, runs_dir=args.runs_dir, overwrite=args.overwrite,
-                               on_round=on_round)
-    _finish(run_dir, args.no_dashboard)
+                               on_round=prog.on_round)
+    _finish(run_dir, args)
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from simulator.cli.progress import RunProgress, resume_total
     from simulator.loop.runner import resume_run
 
-    prog, on_round = _progress_runner(0, Path(args.run).name)
-    with prog:
-        run_dir = resume_run(args.run, on_round=on_round)
-    _finish(run_dir, args.no_dashboard)
+    _check_target(args)
+    name = Path(args.run).name.removesuffix(".partial")
+    with RunProgress(resume_total(args.run), name, log_every=args.log_every) as prog:
+        run_dir = resume_run(args.run, on_round=prog.on_round)
+    _finish(run_dir, args)
     return 0
 
 
@@ -135,21 +117,37 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         if not ((run / "manifest.json").exists() or (run / "parts").is_dir()):
             raise InputError("RUN", f"'{run}' is not a run directory (no manifest.json or parts/)")
     if len(runs) == 1 and not args.labels:
-        print(write_run_dashboard(runs[0], Path(args.out) if args.out else None))
+        _wrote(write_run_dashboard(runs[0], Path(args.out) if args.out else None), "dashboard of",
+               runs)
         return 0
     labels = args.labels.split(",") if args.labels else None
     if labels is not None and len(labels) != len(runs):
         raise InputError("--labels", f"give one label per run ({len(runs)} runs, "
                                      f"{len(labels)} labels)")
     out = Path(args.out) if args.out else runs[0].parent / "comparison.html"
-    print(write_comparison_dashboard(runs, out, labels=labels, target_accuracy=args.target))
+    _wrote(write_comparison_dashboard(runs, out, labels=labels, target_accuracy=args.target),
+           "comparison of", runs)
     return 0
+
+
+def _wrote(path: Path, what: str, runs: list[Path]) -> None:
+    size = Path(path).stat().st_size
+    names = ", ".join(r.name for r in runs[:4]) + (f" and {len(runs) - 4} more"
+                                                     if len(runs) > 4 else "")
+    print(f"wrote {path} ({size / 1e6:.1f} MB): {what} {names}")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from simulator.cli.runs import list_runs, print_runs
 
-    print_runs(list_runs(Path(args.runs_dir)))
+    runs_dir = Path(args.runs_dir or "runs")
+    if args.runs_dir is None and not runs_dir.exists():  # not named: ./runs need not exist yet
+        print("no runs found (no 'runs' directory here; name one: fedfleet runs DIR)")
+        return 0
+    if not runs_dir.is_dir():
+        what = "is not a directory" if runs_dir.exists() else "does not exist"
+        raise InputError("RUNS_DIR", f"'{runs_dir}' {what}")
+    print_runs(list_runs(runs_dir))
     return 0
 
 
@@ -157,6 +155,13 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     from simulator.cli.profiles import profiles_main
 
     return profiles_main(args)
+
+
+def _add_progress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target-accuracy", type=float, metavar="ACC",
+                   help="report the simulated time to this accuracy in the final summary")
+    p.add_argument("--log-every", type=int, default=1, metavar="N",
+                   help="when stdout is not a terminal, a log line every N rounds (0: none)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,12 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run")
     r.add_argument("--no-dashboard", action="store_true", help="skip writing dashboard.html")
+    _add_progress_args(r)
     r.set_defaults(func=cmd_run)
 
     rs = sub.add_parser("resume", help="finish an interrupted run from its last checkpoint",
                         formatter_class=raw, epilog="example:\n  fedfleet resume runs/quickstart")
     rs.add_argument("run")
-    rs.add_argument("--no-dashboard", action="store_true")
+    rs.add_argument("--no-dashboard", action="store_true", help="skip writing dashboard.html")
+    _add_progress_args(rs)
     rs.set_defaults(func=cmd_resume)
 
     d = sub.add_parser("dashboard", help="write a run's HTML dashboard, or compare runs",
@@ -204,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("runs", help="list runs with their key results", formatter_class=raw,
                         epilog="example:\n  fedfleet runs runs/")
-    ls.add_argument("runs_dir", nargs="?", default="runs")
+    ls.add_argument("runs_dir", nargs="?", default=None,
+                    help="a runs directory (default: ./runs); a missing one named is an error")
     ls.set_defaults(func=cmd_runs)
 
     pr = sub.add_parser("profiles", help="list, import or calibrate device profiles",
@@ -219,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--profiles-dir", help="extra profile directory")
     pr.set_defaults(func=cmd_profiles)
 
-    for extra in ("sweep", "serve"):
+    for extra in ("sweep", "serve", "export"):
         try:
             mod = __import__(f"simulator.cli.{extra}", fromlist=["add_parser"])
         except ImportError:

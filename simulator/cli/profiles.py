@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,9 @@ from simulator import InputError
 
 
 def _list(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
+    from simulator.cli.tables import keep_whole, print_table
     from simulator.fleet.profiles import catalog
 
     t = Table(title="Device profiles")
@@ -30,7 +29,8 @@ def _list(args: argparse.Namespace) -> int:
         t.add_row(name, p.kind, f"{p.compute.train_flops_per_s / 1e12:.3g}",
                   f"{p.memory.usable_bytes / 1e9:.1f} GB", links, avail,
                   f"{p.dropout.hazard_per_hour:g}", f"{p.energy.train_watts:g}")
-    Console(width=None if sys.stdout.isatty() else 160).print(t)
+    keep_whole(t, 0, 1)  # names and kinds are never cut ("phone-fla...")
+    print_table(t)
     return 0
 
 

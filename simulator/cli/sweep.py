@@ -12,10 +12,12 @@ EPILOG = """examples:
   fedfleet sweep scenarios/quickstart.yaml --grid selection.policy=random,oort,tifl \\
       --grid selection.oort.alpha=1,2 --seeds 2 --target-accuracy 0.8 --name policies
 
-Each (variant, seed) is one Ray Tune trial with one CPU and executor.kind local; its run goes to
-RUNS_DIR/NAME/<variant>_seed-<seed>/. The sweep writes RUNS_DIR/NAME/sweep.parquet (one row per
-trial) and RUNS_DIR/NAME/comparison.html. A grid key of one policy's block (selection.oort.*) is
-dropped for variants running another policy, and variants that become identical run once.
+Each (variant, seed) is one trial with one CPU and executor.kind local, in a process pool
+(--backend processes, the default for grid sweeps on one machine) or as a Ray Tune trial; its
+run goes to RUNS_DIR/NAME/<variant>_seed-<seed>/. The sweep writes RUNS_DIR/NAME/sweep.parquet
+(one row per trial) and RUNS_DIR/NAME/comparison.html. A grid key of one policy's block
+(selection.oort.*) is dropped for variants running another policy, and variants that become
+identical run once.
 """
 
 
@@ -49,7 +51,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     max_concurrent=args.max_concurrent, search_alg=args.search_alg,
                     scheduler=args.scheduler, num_samples=args.num_samples,
                     sets=_parse_sets(args.set), overwrite=args.overwrite,
-                    dashboard=not args.no_dashboard, log=lambda m: print(m, flush=True))
+                    dashboard=not args.no_dashboard, log=lambda m: print(m, flush=True),
+                    backend=args.backend)
     _print_table(res.table)
     tgt = res.table["target_accuracy"].iloc[0] if len(res.table) else math.nan
     print(f"target accuracy: {tgt:.3f}" if not math.isnan(tgt)
@@ -97,5 +100,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="override a field in every variant")
     p.add_argument("--overwrite", action="store_true", help="replace an existing sweep")
     p.add_argument("--no-dashboard", action="store_true", help="skip comparison.html")
+    p.add_argument("--backend", default="auto", choices=["auto", "processes", "ray"],
+                   help="auto (default): a process pool (torch imported once, no Ray) for a grid "
+                        "sweep on this machine, Ray Tune for searchers, schedulers or a cluster")
     p.set_defaults(func=cmd_sweep)
     return p

@@ -29,7 +29,8 @@ class Privacy(_Block):
     accountant: Literal["rdp"] = "rdp"
     sampling_rate: float | None = Field(
         None, gt=0, le=1,
-        description="q for accounting (default clients_per_round / population.size)")
+        description=("q for central DP's accounting, every round (default: each round's actual "
+                     "rate, invited / online; docs/privacy-hierarchy.md)"))
 
 
 class SecureAggregation(_Block):
@@ -57,6 +58,7 @@ def privacy_problems(sc: Any, known_profiles: Any) -> list[str]:
     population.require_link; hierarchy's own checks live in simulator/config/hierarchy.py).
     Which trigger supports them is declared by the trigger (config/scenario.py part_problems)."""
     lines: list[str] = []
+    lines += central_dp_problems(sc)
     need = set(sc.population.require_link)
     if need:
         links = {lk.link for m in sc.population.mix if m.profile in known_profiles
@@ -65,3 +67,21 @@ def privacy_problems(sc: Any, known_profiles: Any) -> list[str]:
             lines.append(f"population.require_link: no profile in population.mix has a link in "
                          f"{sorted(need)} (their links: {', '.join(sorted(links))})")
     return lines
+
+
+def central_dp_problems(sc: Any) -> list[str]:
+    """Central DP's accountant amplifies by uniform sampling (simulator/privacy/accountant.py):
+    a selector that picks by utility, speed, loss or quota does not sample uniformly, so its
+    rounds would be charged too little. Refused unless the policy declares ``samples:uniform``."""
+    if sc.privacy.mode != "central":
+        return []
+    from simulator.core.registry import POLICIES
+
+    policy = sc.selection.policy
+    if policy not in POLICIES:
+        return []  # reported by registry_problems
+    if "samples:uniform" in POLICIES.entry(policy).declares:
+        return []
+    return [f"privacy.mode: central DP is accounted for uniform sampling, but selection.policy "
+            f"'{policy}' does not sample uniformly; use selection.policy 'random' or "
+            f"privacy.mode 'local'"]

@@ -15,8 +15,10 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from simulator import FedFleetError, InputError
+from simulator.config.adversary import Adversary, adversary_problems
 from simulator.config.base import PART_NAME, PluginParams
 from simulator.config.base import Strict as _Strict
+from simulator.config.dynamics import Capacity, Dynamics, Estimates, TraceFleet
 from simulator.config.hierarchy import Hierarchy, hierarchy_problems
 from simulator.config.model import ClockProxy, Compression, Model, WorkloadSettings  # noqa: F401  (re-exported)
 from simulator.config.privacy import Privacy, SecureAggregation, privacy_problems
@@ -50,6 +52,8 @@ class Population(_Strict):
     min_battery_fraction: float = Field(0.0, ge=0, lt=1)
     battery_recharge_hours: float | None = Field(
         None, gt=0, le=1000, description="full recharge time while idle in the window; null: none")
+    trace: TraceFleet | None = Field(None, description=(
+        "per-client compute, bandwidth, availability from a trace table (docs/clock.md)"))
 
     @model_validator(mode="after")
     def _shares(self) -> Population:
@@ -209,6 +213,11 @@ class Scenario(_Strict):
     privacy: Privacy = Privacy()
     secure_aggregation: SecureAggregation = SecureAggregation()
     hierarchy: Hierarchy | None = None
+    dynamics: Dynamics = Field(Dynamics(), description=(
+        "devices that change: bandwidth, throttling, links, availability (docs/clock.md)"))
+    capacity: Capacity = Field(Capacity(), description="shared server/edge/split capacity")
+    estimates: Estimates = Field(Estimates(), description="what selectors and planners know")
+    adversary: Adversary | None = Field(None, description="Byzantine clients and their attack")
 
     @model_validator(mode="after")
     def _cross(self) -> Scenario:
@@ -336,6 +345,7 @@ def _check_references(sc: Scenario) -> list[str]:
     lines += selection_problems(sc)
     lines += part_problems(sc)
     lines += privacy_problems(sc, known) + hierarchy_problems(sc, known)
+    lines += adversary_problems(sc)
     return lines
 
 

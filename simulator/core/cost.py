@@ -88,14 +88,16 @@ def fedscale_completion_s(
     batch_size: int,
     local_steps: int,
     ms_per_sample: np.ndarray,
-    model_kbit: float,
+    upload_kbit: float,
+    download_kbit: float,
     kbit_per_s: np.ndarray,
 ) -> np.ndarray:
     """FedScale's client completion time, for comparison and trace-driven scenarios.
 
-    ``3 * batch * steps * ms_per_sample / 1000 + model_kbit / kbps`` (FedScale
-    ``fedscale/cloud/internal/client_metadata.py``; its compute term ignores the model size).
+    ``3 * batch * steps * ms_per_sample / 1000 + (upload_kbit + download_kbit) / kbps``
+    (FedScale ``fedscale/cloud/internal/client_metadata.py``, ``get_completion_time``: one
+    bandwidth for the pull and the push; its compute term ignores the model size).
     """
     comp = 3.0 * batch_size * local_steps * np.asarray(ms_per_sample, np.float64) / 1000.0
-    comm = model_kbit / np.asarray(kbit_per_s, np.float64)
+    comm = (upload_kbit + download_kbit) / np.asarray(kbit_per_s, np.float64)
     return comp + comm

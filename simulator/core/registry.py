@@ -126,6 +126,8 @@ class Registry(Generic[T]):
         ``where.<key>``. Returns the model instance (or None when the part takes none)."""
         e = self.entry(name)
         model = e.params
+        if model is None and isinstance(e.target, str) and self.kind == "server strategy":
+            model = getattr(self.load(name), "Params", None)  # a built-in's, loaded on first use
         raw = dict(raw or {})
         if model is None:
             if raw:
@@ -179,6 +181,25 @@ STRATEGIES.add("fedavg", "simulator.aggregation.fedavg:FedAvg",
                doc="FedAvg (McMahan et al. 2017): weighted mean of the updates")
 STRATEGIES.add("fedbuff", "simulator.aggregation.fedbuff:FedBuffStaleness",
                doc="FedBuff (Nguyen et al. 2022): staleness-weighted mean of buffered updates")
+# Built-in strategies of simulator/aggregation/strategies/ (parameters: the class's ``Params``;
+# declarations: trigger:<t> it runs on, needs:client_updates for rules that read each update).
+_S, _ALL = "simulator.aggregation.strategies.", ("trigger:sync", "trigger:buffered",
+                                                  "trigger:hierarchical")
+_EACH = ("trigger:sync", "trigger:buffered", "needs:client_updates")
+STRATEGIES.add("fedavgm", _S + "fedavgm:FedAvgM", declares=_ALL, doc="server momentum")
+STRATEGIES.add("fedprox", _S + "fedprox:FedProx", declares=_ALL, doc="proximal term mu")
+STRATEGIES.add("fedadam", _S + "fedopt:FedAdam", declares=_ALL, doc="server Adam")
+STRATEGIES.add("fedyogi", _S + "fedopt:FedYogi", declares=_ALL, doc="server Yogi")
+STRATEGIES.add("fedadagrad", _S + "fedopt:FedAdagrad", declares=_ALL, doc="server Adagrad")
+STRATEGIES.add("fednova", _S + "fednova:FedNova", declares=_EACH, doc="normalised averaging")
+STRATEGIES.add("qfedavg", _S + "qfedavg:QFedAvg", declares=_EACH, doc="q-FFL fairness")
+STRATEGIES.add("median", _S + "median:Median", declares=_EACH, doc="coordinate-wise median")
+STRATEGIES.add("trimmed_mean", _S + "trimmed_mean:TrimmedMean", declares=_EACH,
+               doc="coordinate-wise trimmed mean")
+STRATEGIES.add("krum", _S + "krum:Krum", declares=_EACH, doc="Krum / Multi-Krum")
+STRATEGIES.add("scaffold", _S + "scaffold:Scaffold",
+               declares=("trigger:sync", "trigger:buffered", "needs:client_state"),
+               doc="SCAFFOLD control variates")
 
 # What a trigger can declare; a scenario using a feature its trigger does not declare is refused.
 FEATURES = {
@@ -210,7 +231,9 @@ TRIGGERS.add("hierarchical", "simulator.loop.hierarchical:HierarchicalTrigger",
 #   uses:<field>     a model.* field that only the declaring model kinds read;
 #   pick:fastest     a workload kind whose fastest admissible option wins (not its most capable);
 #   analytic:sizes   a model kind that needs only client sizes (no corpus) in mode analytic;
-#   supports:<x>     an optional capability (supports:client_training: a strategy's client hook).
+#   supports:<x>     an optional capability (supports:client_training: a strategy's client hook);
+#   samples:uniform  a selection policy that invites uniformly among the online clients (central
+#                    DP's sampling-rate accounting assumes it).
 # Each refusal below is generated from them, so a plugin's declarations get the same checks.
 def declared(entry: Entry, prefix: str) -> list[str]:
     """The values of an entry's ``prefix:value`` declarations, sorted."""
@@ -331,6 +354,7 @@ POLICIES: Registry[Any] = Registry("selection policy", "selection.policy",
                                    required=("select", "observe", "state_dict",
                                              "load_state_dict"))
 POLICIES.add("random", "simulator.selection.random_policy:RandomSelector",
+             declares=("samples:uniform",),  # central DP's accounting needs it (config/privacy)
              doc="uniform over the available clients (FedAvg)")
 POLICIES.add("oort", "simulator.selection.oort:OortSelector",
              doc="Oort (Lai et al. OSDI'21): statistical x system utility, exploration")

@@ -12,6 +12,7 @@ from simulator.execution.base import Executor
 __all__ = ["Executor", "make_executor"]
 
 log = logging.getLogger(__name__)
+status = logging.getLogger("simulator.status")  # shown by the CLI (simulator/cli/progress.py)
 
 
 def make_executor(scenario: Any, population_size: int) -> Executor:
@@ -21,7 +22,7 @@ def make_executor(scenario: Any, population_size: int) -> Executor:
 
     choice = choose(scenario)
     if choice.requested == "auto":
-        log.info("executor: %s (auto: %s)", choice.kind, choice.reason)
+        status.info("executor: %s (auto: %s)", choice.kind, choice.reason)
     ex: Any
     if choice.kind == "ray":
         from simulator.execution.ray_pool import RayExecutor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -9,9 +10,12 @@ import numpy as np
 from simulator.aggregation import Partial
 from simulator.core.jobs import JobBatch
 
+status = logging.getLogger("simulator.status")  # shown by the CLI (simulator/cli/progress.py)
+
 
 class LocalExecutor:
     def __init__(self, scenario: Any, population_size: int) -> None:
+        status.info("importing torch, building the model...")
         import torch
 
         from simulator.workloads import build_workload

@@ -9,7 +9,9 @@ fixed-point aggregation makes the result independent of where and how often a jo
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,9 @@ import numpy as np
 from simulator import FedFleetError
 from simulator.aggregation import Partial
 from simulator.core.jobs import JobBatch
+
+# Start-up progress for people watching (the CLI shows these lines; simulator/cli/progress.py).
+status = logging.getLogger("simulator.status")
 
 
 def _host_class():  # type: ignore[no-untyped-def]
@@ -92,10 +97,13 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
                               "configure_logging": False}
     try:
         if addr:
+            status.info("joining Ray at %s...", addr)
             ray.init(address=addr, **kwargs)
         else:
             # "local": always a private instance, never another Ray that runs on this machine
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+            cpus = num_cpus or os.cpu_count() or 1
+            status.info("starting Ray (%d CPUs)...", cpus)
+            ray.init(address="local", num_cpus=cpus, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise FedFleetError(f"executor.address: cannot start or join Ray ({exc})") from None
 
@@ -130,6 +138,9 @@ class RayExecutor:
             self._options["scheduling_strategy"] = "SPREAD"
         self._threads = max(1, int(ex.num_cpus_per_actor))
         self._cls = _host_class()
+        status.info("starting %d actor%s, importing torch...", self.n_actors,
+                    "" if self.n_actors == 1 else "s")
+        self._t_spawn = time.perf_counter()
         self.actors = [self._spawn() for _ in range(self.n_actors)]
         # Fetched on first use: the driver samples its population while the actors start.
         self._n_params_ref = self.actors[0].n_params.remote()
@@ -157,6 +168,8 @@ class RayExecutor:
     def initial_state(self) -> np.ndarray:
         if self._init is None:
             self._init = self._get_startup(self._init_ref)
+            status.info("%d actor%s ready (%.1f s)", self.n_actors,
+                        "" if self.n_actors == 1 else "s", time.perf_counter() - self._t_spawn)
         return np.array(self._init, copy=True)
 
     def shard(self, jobs: JobBatch) -> list[JobBatch]:

@@ -48,6 +48,8 @@ class AvailabilityIndex:
         """An index for populations large enough to need one (None otherwise)."""
         if pop.size < SPARSE_MIN_POPULATION or type(pop) is not Population:
             return None
+        if pop.gate_prob is not None:  # FLGo gate: counts are not monotone in window start
+            return None
         if np.unique(pop.window_len_h[~pop.always_on]).size > _MAX_GROUPS:
             return None
         return cls(pop)

@@ -15,6 +15,8 @@ from simulator.core import rng as rngmod
 from simulator.fleet.profiles import DeviceProfile
 
 LINK_TYPES = ("wifi", "4g", "5g", "3g", "ethernet", "datacenter")
+GATE_PURPOSE = 22  # hashrng purpose of the availability gate (simulator/fleet/dynamics.py)
+GATE_SCAN_SLOTS = 24
 _SECONDS_PER_HOUR = 3600.0
 
 
@@ -35,6 +37,18 @@ class Population:
     window_start_h: np.ndarray  # float32 [N] UTC hour the availability window opens
     window_len_h: np.ndarray  # float32 [N]
     n_samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # set by data
+    # Kept from the draws above (nothing new is drawn): each client's time-zone offset and the
+    # standard-normal scores of its bandwidth draw, so that a link change (simulator/fleet/
+    # dynamics.py) puts the client at the same quantile of the other link's distribution.
+    tz_offset_h: np.ndarray | None = None  # float32 [N]
+    link_z_down: np.ndarray | None = None  # float64 [N]
+    link_z_up: np.ndarray | None = None  # float64 [N]
+    # FLGo-style availability gate (dynamics.availability): inside its window a client is
+    # available in slot floor(t / gate_slot_s) when u(seed, slot, client) < its probability.
+    gate_prob: np.ndarray | None = None  # float64 [N], None: no gate
+    gate_sin: bool = False  # SLN: probabilities times 0.4 sin(2 pi (slot % 24) / 23) + 0.5
+    gate_slot_s: float = 3600.0
+    gate_seed: int = 0
 
     @property
     def size(self) -> int:
@@ -65,20 +79,56 @@ class Population:
         """Bool mask: which clients (all, or ``ids``) are online at simulated time t_s."""
         into, length = self._hours_into_window(t_s, ids)
         always = self.always_on if ids is None else self.always_on[ids]
-        return always | (into < length)
+        on = always | (into < length)
+        if self.gate_prob is not None:
+            on &= self.gate_open(int(t_s // self.gate_slot_s), ids)
+        return on
+
+    def gate_open(self, slot: int, ids: np.ndarray | None) -> np.ndarray:
+        """The FLGo gate in ``slot`` (all True without one)."""
+        sel = np.arange(self.size) if ids is None else np.asarray(ids, np.int64)
+        if self.gate_prob is None:
+            return np.ones(sel.size, bool)
+        from simulator.fleet.hashrng import uniform
+
+        p = self.gate_prob[sel]
+        if self.gate_sin:  # FLGo SLN: np.linspace(0, 2 pi, 24)[slot % 24]
+            p = p * (0.4 * np.sin(2.0 * np.pi * (slot % 24) / 23.0) + 0.5)
+        return uniform(self.gate_seed, GATE_PURPOSE, slot, sel) < p
+
+    def _gate_bounds(self, t_s: float, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds until the gate closes, seconds until it next opens), scanning one day."""
+        slot0 = int(t_s // self.gate_slot_s)
+        close = np.full(len(ids), np.inf)
+        opens = np.full(len(ids), np.inf)
+        still = self.gate_open(slot0, ids)
+        opens[still] = 0.0
+        for j in range(1, GATE_SCAN_SLOTS + 1):
+            at = (slot0 + j) * self.gate_slot_s - t_s
+            g = self.gate_open(slot0 + j, ids)
+            close = np.where(still & ~g & np.isinf(close), at, close)
+            still &= g
+            opens = np.where(g & np.isinf(opens), at, opens)
+        return close, np.where(np.isinf(opens), GATE_SCAN_SLOTS * self.gate_slot_s, opens)
 
     def seconds_until_offline(self, t_s: float, ids: np.ndarray) -> np.ndarray:
         """For online clients: seconds from t_s until their window closes (inf if always on)."""
         into, length = self._hours_into_window(t_s, ids)
         left = (length - into) * _SECONDS_PER_HOUR
         left = np.where(into < length, left, 0.0)
-        return np.where(self.always_on[ids], np.inf, left)
+        left = np.where(self.always_on[ids], np.inf, left)
+        if self.gate_prob is not None:
+            left = np.minimum(left, self._gate_bounds(t_s, ids)[0])
+        return left
 
     def seconds_until_online(self, t_s: float, ids: np.ndarray) -> np.ndarray:
         """Seconds from t_s until each client is next online (0 if online now)."""
         into, length = self._hours_into_window(t_s, ids)
         wait = np.where(into < length, 0.0, (24.0 - into) * _SECONDS_PER_HOUR)
-        return np.where(self.always_on[ids], 0.0, wait)
+        wait = np.where(self.always_on[ids], 0.0, wait)
+        if self.gate_prob is not None:  # a lower bound: the caller checks again then
+            wait = np.maximum(wait, self._gate_bounds(t_s, ids)[1])
+        return wait
 
     def nbytes(self) -> int:
         return sum(
@@ -118,6 +168,9 @@ def sample_population(
     always = np.zeros(n, bool)
     wstart = np.zeros(n, np.float32)
     wlen = np.full(n, 24.0, np.float32)
+    tzs = np.zeros(n, np.float32)
+    zdown = np.zeros(n)
+    zup = np.zeros(n)
 
     for pi, prof in enumerate(profiles):
         rows = np.flatnonzero(profile_idx == pi)
@@ -139,6 +192,7 @@ def sample_population(
             down[r] = lk.downlink_bits_per_s_median * np.exp(lk.sigma * zd[sel])
             up[r] = lk.uplink_bits_per_s_median * np.exp(lk.sigma * zu[sel])
             lat[r] = lk.latency_s
+        zdown[rows], zup[rows] = zd, zu
         hazard[rows] = prof.dropout.hazard_per_hour / _SECONDS_PER_HOUR
         av = prof.availability
         if av.pattern == "always":
@@ -146,6 +200,7 @@ def sample_population(
         else:
             offsets = np.asarray(av.timezone_offsets_hours)
             tz = offsets[g.integers(0, len(offsets), m)]
+            tzs[rows] = tz
             jitter = g.uniform(-av.start_jitter_hours, av.start_jitter_hours, m)
             # Local start hour -> UTC: local = utc + tz  =>  utc = local - tz.
             wstart[rows] = ((av.window_start_hour + jitter - tz) % 24.0).astype(np.float32)
@@ -166,4 +221,7 @@ def sample_population(
         window_start_h=wstart,
         window_len_h=wlen,
         n_samples=np.zeros(n, np.int64),
+        tz_offset_h=tzs,
+        link_z_down=zdown,
+        link_z_up=zup,
     )

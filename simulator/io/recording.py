@@ -7,6 +7,7 @@ written to a temporary name, fsynced and renamed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator import FedFleetError
+from simulator.io.runlock import LOCK_NAME, RunLock
 
 # Declared schemas (required columns; workloads may add documented extra columns).
 ROUND_COLUMNS: dict[str, pa.DataType] = {
@@ -114,6 +116,13 @@ def atomic_write_table(path: Path, table: pa.Table) -> None:
     _atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _table(cols: dict[str, list[np.ndarray]], declared: dict[str, pa.DataType]) -> pa.Table:
     arrays, names = [], []
     for name, chunks in cols.items():
@@ -149,17 +158,50 @@ class Recorder:
         self._buffered_rows = 0
         self._first_round: int | None = None
         self._last_round: int | None = None
+        self._created = False
+        self._lock = RunLock(self.partial_dir)
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, resume: bool = False) -> None:
+        """Create (or, resuming, reopen) ``<name>.partial`` and lock it (simulator/io/runlock.py).
+
+        Nothing existing is deleted unless ``overwrite`` was asked for: an unfinished run of the
+        same name is an error that points at ``fedfleet resume``."""
         if self.final_dir.exists() and not self.overwrite and not resume:
             raise FedFleetError(
                 f"run '{self.name}' already exists in {self.runs_dir} "
                 "(choose another --name, or pass --overwrite)"
             )
+        self._created = False
         try:
-            if not resume and self.partial_dir.exists():
-                shutil.rmtree(self.partial_dir)
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.partial_dir.mkdir()
+                self._created = True
+            except FileExistsError:
+                pass
+            self._lock.acquire("run directory")
+        except OSError as exc:
+            self._cleanup_quietly()
+            raise FedFleetError(
+                f"output.runs_dir: cannot write to '{self.runs_dir}' ({exc.strerror or exc}); "
+                "choose a writable directory with output.runs_dir"
+            ) from None
+        except BaseException:
+            self._cleanup_quietly()
+            raise
+        if not self._created and not resume:
+            if not self.overwrite:
+                self._lock.release()
+                raise FedFleetError(
+                    f"an unfinished run '{self.name}' exists in '{self.partial_dir}'; finish it "
+                    f"with `fedfleet resume {self.final_dir}`, or pass --overwrite to delete it "
+                    "and start over")
+            self._created = True  # asked for by name: its contents are ours to replace
+            for child in self.partial_dir.iterdir():
+                if child.name != LOCK_NAME:
+                    _remove(child)
+        try:
             self.parts_dir.mkdir(parents=True, exist_ok=True)
             probe = self.partial_dir / ".write-test"
             probe.write_bytes(b"ok")
@@ -172,17 +214,25 @@ class Recorder:
             ) from None
 
     def _cleanup_quietly(self) -> None:
+        """Remove the partial directory only if this recorder created it (or was told to
+        overwrite it); a run directory that existed before is never deleted."""
         try:
-            if self.partial_dir.exists():
+            if self._created and self.partial_dir.exists():
                 shutil.rmtree(self.partial_dir)
             if self.runs_dir.exists() and not any(self.runs_dir.iterdir()):
                 self.runs_dir.rmdir()
         except OSError:
             pass
+        finally:
+            self._lock.release()
 
     def abort(self) -> None:
         """Drop an unfinished run without a resumable checkpoint."""
         self._cleanup_quietly()
+
+    def close(self) -> None:
+        """Release the run's lock (the partial directory, if any, stays)."""
+        self._lock.release()
 
     # --- rows -----------------------------------------------------------------------------------
     def append(self, round_row: dict[str, Any], client_cols: dict[str, np.ndarray]) -> None:
@@ -257,6 +307,13 @@ class Recorder:
         return rows
 
     def finalize(self, manifest: dict[str, Any]) -> Path:
+        if self.final_dir.exists() and not self.overwrite:
+            # Created while this run ran (or left there before a resume): never replaced
+            # without --overwrite; the checkpoint stays, so the run can still be finished.
+            raise FedFleetError(
+                f"run '{self.final_dir}' appeared while this run was running; nothing was "
+                f"replaced: move it away, then finish this run with `fedfleet resume "
+                f"{self.final_dir}`")
         try:
             self.flush()
             n_rounds = self._combine("rounds", self.partial_dir / "rounds.parquet")
@@ -271,7 +328,7 @@ class Recorder:
             # Temp files of writes cut short by a crash before a resume (atomic_write_*).
             for leftover in self.partial_dir.glob(".*.tmp"):
                 leftover.unlink(missing_ok=True)
-            if self.final_dir.exists():
+            if self.final_dir.exists():  # --overwrite: swap, then drop the old run
                 trash = self.runs_dir / f".{self.name}.old-{os.getpid()}"
                 os.replace(self.final_dir, trash)
                 os.replace(self.partial_dir, self.final_dir)
@@ -279,11 +336,18 @@ class Recorder:
             else:
                 os.replace(self.partial_dir, self.final_dir)
             fsync_dir(self.runs_dir)
+            # The rename is checked: the finished run is where it should be, complete.
+            if self.partial_dir.exists() or not (self.final_dir / "manifest.json").is_file():
+                raise OSError(errno.EIO, f"'{self.final_dir}' is not the finished run after "
+                                         "the rename")
+            (self.final_dir / LOCK_NAME).unlink(missing_ok=True)
         except OSError as exc:
             raise FedFleetError(
                 f"output.runs_dir: finishing the run in '{self.partial_dir}' failed "
                 f"({exc.strerror or exc})"
             ) from None
+        finally:
+            self._lock.release()
         return self.final_dir
 
 

@@ -47,8 +47,10 @@ from simulator.core import outcomes as RD
 from simulator.core import rng as R
 from simulator.core.clock import P_DEADLINE, P_FINISH, P_QUIT, P_WAKE, EventLoop
 from simulator.core.cost import TaskCost, Timing
+from simulator.fleet.population import LINK_TYPES
 from simulator.loop import pipeline as P
 from simulator.loop.records import client_columns, round_row
+from simulator.loop.shared import Shared
 from simulator.planning import Plan
 
 if TYPE_CHECKING:
@@ -325,10 +327,19 @@ class BufferedTrigger:
         n = min(n_free, n_cand)
         ids = P.choose(sim, ctx, n, R.stream(sc.seed, R.SELECTION, wave), candidates=cand,
                        n_online=n_cand, exclude=busy if cand is None else None)
-        la = P.launch(sim, version, t, ids, R.stream(sc.seed, R.DROPOUT, wave))
+        running = sum(1 for x in self.core.in_flight.values()
+                      if float(x.ref[0].get("col:server_wait_s", 0.0)) > 0)
+        shared = Shared(sc.capacity.server_egress_bits_per_s,
+                        sc.capacity.server_ingress_bits_per_s, running)
+        la = P.launch(sim, version, t, ids, R.stream(sc.seed, R.DROPOUT, wave), key=(wave,),
+                      shared=shared)
         blocked = np.where(la.low, RD.LOW_BATTERY,
                            np.where(la.plan.infeasible, RD.OUT_OF_MEMORY, -1)).astype(np.int8)
-        refs = [(row, float(la.battery[j])) for j, row in enumerate(plan_rows(la.plan, len(ids)))]
+        rows = plan_rows(la.plan, len(ids))
+        for j, row in enumerate(rows):  # what the server believed, the link the task used
+            row["prior_s"] = float(la.prior_s[j]) if la.prior_s is not None else math.nan
+            row["task_link"] = int(la.link_idx[j]) if la.link_idx is not None else -1
+        refs = [(row, float(la.battery[j])) for j, row in enumerate(rows)]
         retry = None
         if len(ids) < n_free or (blocked >= 0).any():
             busy_now = busy.copy()
@@ -361,7 +372,7 @@ class BufferedTrigger:
             g = sorted(groups[key], key=lambda x: x.client)
             ids = np.array([x.client for x in g], np.int64)
             batch = P.jobs(sim, rnd, ids, stack_rows(g), np.ones(len(g), bool),
-                           seed_keys=[(x.id, x.client) for x in g])
+                           seed_keys=[(x.id, x.client) for x in g], version=key[0])
             part = P.train(sim, self.versions[key[0]], batch)
             for x, lo, lsq in zip(g, part.loss_mean, part.loss_sq_mean, strict=True):
                 x.loss, x.loss_sq = float(lo), float(lsq)
@@ -404,8 +415,12 @@ class BufferedTrigger:
                               model_version=np.array([x.version for x in tasks], np.int64),
                               staleness=np.array([x.staleness for x in tasks], np.int64),
                               battery_fraction=np.array([x.ref[1] for x in tasks], np.float64))
+        links = np.array([int(x.ref[0].get("task_link", -1)) for x in tasks], np.int64)
+        if (links >= 0).all() and len(tasks):
+            cols["link"] = np.array(LINK_TYPES, dtype=object)[links]
+        prior = np.array([float(x.ref[0].get("prior_s", math.nan)) for x in tasks], np.float64)
         P.observe(sim, rnd, ids, out.outcome, timing.total_s, loss_col, f("loss_sq"),
-                  acc if sim.real else None)
+                  acc if sim.real else None, rel, prior)
         row = round_row(rnd, closed.start_s, closed.candidates, out, cols, acc, loss,
                         time.perf_counter() - wall0)
         used = {x.id for x in closed.used}
@@ -413,7 +428,7 @@ class BufferedTrigger:
         recorder.append(row, cols)
         sim.clock_s = closed.time_s
         sim.next_round = rnd + 1
-        return RoundReport(rnd, sim.clock_s, acc, row["completed"])
+        return RoundReport(rnd, sim.clock_s, acc, row["completed"], loss)
 
     # --- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

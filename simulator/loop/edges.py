@@ -64,6 +64,33 @@ def cloud_round_times(edge_ready_s: np.ndarray, up_s: np.ndarray, down_s: np.nda
     return t_cloud, arrival, t_cloud + np.asarray(down_s, np.float64)
 
 
+def shared_backhaul(n_bytes: float, ready_s: np.ndarray, sending: np.ndarray,
+                    up_bits_per_s: np.ndarray, down_bits_per_s: np.ndarray,
+                    latency_s: np.ndarray, ingress_bits_per_s: float | None,
+                    egress_bits_per_s: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-edge upload and download seconds when the cloud's link is shared (``capacity:``):
+    sending edges upload from when each is ready through the cloud's ingress; every edge then
+    downloads the new model at once through its egress (max-min fair,
+    simulator/fleet/capacity.py). Same shapes as :func:`transfer_s` gives."""
+    from simulator.fleet.capacity import fluid_share
+
+    lat = np.asarray(latency_s, np.float64)
+    bits = n_bytes * BITS_PER_BYTE
+    up = transfer_s(n_bytes, up_bits_per_s, lat)
+    idx = np.flatnonzero(sending)
+    if idx.size:
+        start = ready_s[idx] + lat[idx]
+        end = fluid_share(start, np.full(idx.size, bits), np.asarray(up_bits_per_s)[idx],
+                          ingress_bits_per_s)
+        up[idx] = end - ready_s[idx]
+    t_cloud = float(np.max(np.where(sending, ready_s + up, -np.inf), initial=0.0))
+    t_cloud = max(t_cloud, float(np.max(ready_s, initial=0.0)))
+    n = len(lat)
+    down = fluid_share(np.full(n, t_cloud) + lat, np.full(n, bits),
+                       np.asarray(down_bits_per_s, np.float64), egress_bits_per_s) - t_cloud
+    return up, down
+
+
 def cloud_average(edge_models: np.ndarray, weights: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     """Weighted average of edge models [E, P]; ``fallback`` when every weight is 0.
 

@@ -34,6 +34,7 @@ from simulator.loop.edges import (
     assign_edges,
     cloud_average,
     cloud_round_times,
+    shared_backhaul,
     split_per_edge,
     transfer_s,
 )
@@ -104,7 +105,8 @@ class HierarchicalTrigger:
         ids = P.choose(sim, ctx, n_invite, R.stream(sc.seed, R.SELECTION, rnd, *self._key(e)),
                        candidates=cand)
         la = P.launch(sim, rnd, t_e, ids, R.stream(sc.seed, R.DROPOUT, rnd, *self._key(e)),
-                      links=self._links(ids))
+                      links=self._links(ids), key=(rnd, *self._key(e)),
+                      fixed_links=self.h.client_link is not None, shared=sim.shared.edge)
         out, done = P.resolve_sync(sim, t_e, la, k)
         train_loss, train_loss_sq = P.nan_losses(len(ids))
         if sim.real and done.any():
@@ -123,10 +125,12 @@ class HierarchicalTrigger:
                 np.max(np.broadcast_to(la.plan.cost.upload_bytes, done.shape)[done])))
         cols = client_columns(rnd, t_e, ids, pop, la.plan, la.timing, out, train_loss,
                               battery_fraction=la.battery)
+        P.task_links(la, cols)
         sim.battery.drain(ids, cols["energy_j"], cols["stop_s"])
         cols["edge_id"] = np.full(len(ids), e, np.int64)
         self.edge_clock[e] = t_e + out.duration_s
-        feedback = (ids, out.outcome, la.timing.total_s, train_loss, train_loss_sq)
+        feedback = (ids, out.outcome, la.timing.total_s, train_loss, train_loss_sq, out.stop_s,
+                    la.prior_s)
         return out, cols, feedback, done, la.charged
 
     def _cloud_round(self, rnd: int) -> dict[str, float]:
@@ -138,6 +142,12 @@ class HierarchicalTrigger:
         down_s = transfer_s(float(nbytes), ed.downlink_bits_per_s, ed.latency_s)
         sending = self.period_w > 0
         ready = self.edge_clock.copy()
+        cap = sim.sc.capacity
+        if cap.server_ingress_bits_per_s is not None or cap.server_egress_bits_per_s is not None:
+            up_s, down_s = shared_backhaul(float(nbytes), ready, sending, ed.uplink_bits_per_s,
+                                           ed.downlink_bits_per_s, ed.latency_s,
+                                           cap.server_ingress_bits_per_s,
+                                           cap.server_egress_bits_per_s)
         t_cloud, arrival, resume = cloud_round_times(ready, up_s, down_s, sending)
         if sim.real and sending.any():
             g = sim.global_flat
@@ -189,8 +199,9 @@ class HierarchicalTrigger:
         cloud = self._cloud_round(rnd) if is_cloud else {}
         acc, loss = self._evaluate()
         sim.accuracy = acc if sim.real else None
-        for ids, outcome, total_s, tl, tl_sq in feedback:
-            P.observe(sim, rnd, ids, outcome, total_s, tl, tl_sq, acc if sim.real else None)
+        for ids, outcome, total_s, tl, tl_sq, elapsed, prior in feedback:
+            P.observe(sim, rnd, ids, outcome, total_s, tl, tl_sq, acc if sim.real else None,
+                      elapsed, prior)
         cols = {k: np.concatenate([c[k] for c in cols_list]) for k in cols_list[0]}
         sim_end = float(self.edge_clock.max())
         merged = rounds.RoundOutcome(
@@ -208,6 +219,10 @@ class HierarchicalTrigger:
             "cloud_wait_s": cloud.get("cloud_wait_s", 0.0),
             "backhaul_bytes": cloud.get("backhaul_bytes", 0.0),
         })
+        dp = sim.privacy
+        if dp is not None and dp.mode == "central":  # each edge samples its own online clients
+            row["privacy_q"] = max(len(c["client_id"]) / cands[e].size
+                                   for e, c in zip(active, cols_list, strict=True))
         states: list[Any] = []
         if charged and charged[0]:  # one merged state per charging step (secure aggregation)
             secagg = sim.secagg
@@ -216,7 +231,7 @@ class HierarchicalTrigger:
         recorder.append(row, cols)
         sim.clock_s = sim_end
         sim.next_round = rnd + 1
-        return RoundReport(rnd, sim.clock_s, acc, row["completed"])
+        return RoundReport(rnd, sim.clock_s, acc, row["completed"], loss)
 
     # --- checkpoint state (merged into the simulation's checkpoint under 'hier__' keys) ----------
     def state_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from simulator import FedFleetError, __version__
 from simulator.config.scenario import Scenario, ScenarioError, parse_scenario
 from simulator.io.recording import Recorder, atomic_write_bytes
+from simulator.io.runlock import RunLock
 from simulator.loop.simulation import RoundReport, Simulation
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ def run_scenario(
     finally:
         if sim is not None:
             sim.close()
+        rec.close()
 
 
 def resume_run(run_path: str | Path, on_round: Callable[[RoundReport], None] | None = None,
@@ -171,6 +173,12 @@ def resume_run(run_path: str | Path, on_round: Callable[[RoundReport], None] | N
         if (p / "manifest.json").exists():
             raise FedFleetError(f"run '{p}' is already complete; nothing to resume")
         raise FedFleetError(f"no unfinished run at '{partial}'")
+    probe = RunLock(partial)  # a run or resume of it in progress: fail now, before reading
+    try:
+        probe.acquire("run directory")
+    except OSError as exc:
+        raise FedFleetError(f"cannot open '{probe.path}' ({exc.strerror or exc})") from None
+    probe.release()
     try:
         doc = json.loads((partial / "scenario.json").read_text())
     except (OSError, ValueError) as exc:

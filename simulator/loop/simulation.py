@@ -14,6 +14,7 @@ recording and callbacks work the same for every trigger.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,22 +22,25 @@ from typing import Any
 import numpy as np
 
 from simulator import FedFleetError, InputError
+from simulator.aggregation.adversary import adversary_step
 from simulator.aggregation.chain import ServerChain
 from simulator.aggregation.strategy import build_strategy
 from simulator.config.scenario import Scenario
-from simulator.core.cost import estimate_clients
 from simulator.core.registry import TRIGGERS
 from simulator.data import build_dataset
 from simulator.fleet.availability import AvailabilityIndex
+from simulator.fleet.dynamics import FleetDynamics, configure_population
 from simulator.fleet.eligibility import restrict_links
 from simulator.fleet.energy import battery_for
 from simulator.fleet.population import Population, sample_population
 from simulator.fleet.profiles import catalog
 from simulator.io.checkpoint import load_checkpoint, save_checkpoint
+from simulator.loop.shared import SharedClock
 from simulator.planning import make_planner
 from simulator.privacy import ServerPrivacy
 from simulator.privacy.secagg import make_secure_aggregator
 from simulator.selection import make_selector
+from simulator.selection.estimates import DurationEstimator
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ class RoundReport:
     sim_end_s: float
     accuracy: float
     completed: int
+    loss: float = math.nan  # evaluation loss; NaN when not evaluated
 
 
 def build_population(sc: Scenario) -> tuple[Population, Any]:
@@ -63,7 +68,26 @@ def build_population(sc: Scenario) -> tuple[Population, Any]:
     else:
         dataset = build_dataset(sc, pop.size)
     pop.n_samples = np.asarray(dataset.n_samples, np.int64)
+    if sc.population.trace is not None:  # measured compute, bandwidth, availability
+        from simulator.fleet.trace_fleet import apply_trace
+
+        pop = apply_trace(sc, pop, lambda: trace_flops_per_sample(sc, pop, dataset))
+    configure_population(sc, pop)  # FLGo availability modes (simulator/fleet/dynamics.py)
     return pop, dataset
+
+
+def trace_flops_per_sample(sc: Scenario, pop: Population, dataset: Any) -> float:
+    """Training FLOPs per sample for an ``ms_per_sample`` trace: the scenario's, or the
+    planner's (dense models); refused with the field named otherwise."""
+    tf = sc.population.trace
+    if tf is not None and tf.flops_per_sample is not None:
+        return float(tf.flops_per_sample)
+    planner = make_planner(sc, pop, dataset.n_features, dataset.n_classes)
+    fps = getattr(planner, "flops_per_sample", None)
+    if fps is None:
+        raise InputError("population.trace.flops_per_sample", f"required with an ms_per_sample "
+                         f"trace for model.kind '{sc.model.kind}'")
+    return float(fps)
 
 
 def build_chain(sc: Scenario, pop: Population) -> ServerChain:
@@ -74,6 +98,7 @@ def build_chain(sc: Scenario, pop: Population) -> ServerChain:
         steps.append(secagg)
     if sc.privacy.mode != "none":
         steps.append(ServerPrivacy(sc, pop.size))
+    steps += [s for s in (adversary_step(sc, pop),) if s is not None]  # Byzantine clients
     return ServerChain(build_strategy(sc), steps)
 
 
@@ -136,8 +161,13 @@ class Simulation:
         self.pop, self.dataset = parts.pop, parts.dataset
         self.planner, self.selector, self.battery = parts.planner, parts.selector, parts.battery
         self.chain = parts.chain
+        self.estimator = DurationEstimator(sc, self.pop)  # what the server knows (no oracle)
+        self.dynamics = FleetDynamics(sc, self.pop)  # what changes between tasks
+        self.shared = SharedClock(self)  # shared server, split server and edge capacity
         self.avail_index = AvailabilityIndex.build(self.pop)  # None below 10^5 clients
         self.global_flat = self.executor.initial_state() if self.executor else np.zeros(0)
+        if self.real and (check := getattr(self.chain.strategy, "check_model", None)):
+            check(int(self.global_flat.size))  # memory the strategy needs for this model
         self.clock_s = 0.0
         self.next_round = 0
         self.accuracy: float | None = None
@@ -152,10 +182,13 @@ class Simulation:
         return self.chain.step_named("secagg")
 
     def estimate_fn(self, rnd: int) -> Callable[[np.ndarray], np.ndarray]:
-        """Estimated task seconds for ids under round ``rnd``'s plan (for system-aware policies)."""
+        """Estimated task seconds for ids under round ``rnd``'s plan (for system-aware policies):
+        the server's estimate from observed durations and declared classes
+        (simulator/selection/estimates.py), never the clock's true draws."""
         def est(ids: np.ndarray) -> np.ndarray:
-            cost = self.planner.plan(rnd, ids, self.pop).cost
-            return estimate_clients(self.pop, ids, cost).total_s
+            ids = np.asarray(ids, np.int64)
+            cost = self.planner.plan(rnd, ids, self.estimator.server_view()).cost
+            return self.estimator.estimate_s(ids, cost)
         return est
 
     def evaluate(self) -> tuple[float, float]:
@@ -174,7 +207,8 @@ class Simulation:
     # --- checkpointing --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {**self.selector.state_dict(), **self.battery.state_dict(),
-                **self.chain.state_dict(), **self.trigger.state_dict()}
+                **self.chain.state_dict(), **self.trigger.state_dict(),
+                **self.dynamics.state_dict(), **self.estimator.state_dict()}
 
     def checkpoint(self, recorder: Any) -> None:
         recorder.flush()
@@ -190,6 +224,7 @@ class Simulation:
         if self.real:
             self.global_flat = ck.global_flat
         state = self.battery.load_state_dict(ck.selector_state)
+        state = self.estimator.load_state_dict(self.dynamics.load_state_dict(state))
         self.chain.load_state_dict(state)  # each part takes its own prefixed keys
         self.trigger.load_state_dict(state)
         self.selector.load_state_dict(state)

@@ -61,12 +61,12 @@ class SyncTrigger:
             acc, loss = sim.evaluate()
             sim.accuracy = acc
         P.observe(sim, rnd, ids, out.outcome, la.timing.total_s, train_loss, train_loss_sq,
-                  acc if sim.real else None)
+                  acc if sim.real else None, out.stop_s, la.prior_s)
         row = P.record(sim, recorder, rnd, t0, n_online, la, out, done, train_loss, acc, loss,
                        time.perf_counter() - wall0)
         sim.clock_s = t0 + out.duration_s
         sim.next_round = rnd + 1
-        return RoundReport(rnd, sim.clock_s, acc, row["completed"])
+        return RoundReport(rnd, sim.clock_s, acc, row["completed"], loss)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -67,6 +67,34 @@ def option_context(spec: ModelSpec, sc: Any) -> OptionContext:
         0.0 if w.base_cached else spec.total_params * db)
 
 
+def changed_base_bytes(ctx: OptionContext, blocks: tuple[int, int] | None = None,
+                       embedding: bool = True) -> float:
+    """Bytes of the frozen base that other clients' workloads change every round, within what a
+    client holds (``blocks``: its [first, last) blocks, default all; ``embedding``: whether it
+    holds the embedding). A cached base (``base_cached``) is stale there and must be fetched
+    again: ``partial`` trains the top k_max blocks, ``split`` with ``split_train: full`` the
+    embedding and blocks [0, largest cut). 0 without a cached base (the whole base comes down)."""
+    spec, m, w = ctx.spec, ctx.sc.model, ctx.sc.model.workloads
+    if not w.base_cached:
+        return 0.0
+    L = spec.num_layers
+    lo, hi = blocks if blocks is not None else (0, L)
+    changed = [False] * L
+    emb = False
+    if "partial" in w.order:
+        k = max({k for k in w.partial_blocks if k <= L} or {L})
+        for i in range(L - k, L):
+            changed[i] = True
+    if "split" in w.order and w.split_train == "full":
+        cuts = C.auto_split_cuts(L) if w.split_cuts == "auto" else list(w.split_cuts)
+        for i in range(min(max(cuts, default=0), L)):
+            changed[i] = True
+        emb = True
+    n = sum(changed[i] for i in range(max(lo, 0), min(hi, L)))
+    return float((n * spec.block_params + (spec.embedding_params if emb and embedding else 0))
+                 * m.dtype_bytes)
+
+
 def full(ctx: OptionContext) -> list[Option]:
     """The whole model."""
     spec, m, comp = ctx.spec, ctx.sc.model, ctx.sc.model.workloads.compression
@@ -85,7 +113,8 @@ def lora(ctx: OptionContext) -> list[Option]:
         pl = spec.lora_params(r, ctx.targets)
         out.append(Option("lora", M.peak_bytes(P + pl, pl, db, ctx.opt, ctx.acts_all, ctx.logits),
                           pl, C.lora_flops_per_token(spec, m.seq_len, pl) + ctx.rc(L),
-                          ctx.base_down + pl * db, float(C.upload_bytes(pl, db, w.compression)),
+                          ctx.base_down + changed_base_bytes(ctx) + pl * db,
+                          float(C.upload_bytes(pl, db, w.compression)),
                           rank=r))
     return out
 
@@ -96,7 +125,7 @@ def partial(ctx: OptionContext) -> list[Option]:
     P, L, blk, db = spec.total_params, spec.num_layers, spec.block_params, m.dtype_bytes
     s, b, ck = m.seq_len, t.batch_size, w.activation_checkpointing
     ks = sorted({k for k in w.partial_blocks if k <= L} or {L}, reverse=True)
-    down = P * db if not w.base_cached else ks[0] * blk * db
+    down = P * db if not w.base_cached else changed_base_bytes(ctx)  # its own top k_max too
     out = []
     for k in ks:
         acts = M.activation_bytes(spec, k, s, b, ck)
@@ -129,7 +158,8 @@ def split(ctx: OptionContext) -> list[Option]:
             srv_lora = 0
         else:
             train, held, rank = float(c * lora_blk), float(base + c * lora_blk), w.split_lora_rank
-            down = train * db + (0.0 if w.base_cached else base * db)
+            down = train * db + (changed_base_bytes(ctx, (0, c)) if w.base_cached
+                                 else base * db)
             srv_lora = lora_all - c * lora_blk
         acts = M.activation_bytes(spec, c, s, b, ck) + 2.0 * step  # + send/receive buffers
         out.append(Option(

@@ -103,8 +103,29 @@ class ServerPrivacy:
         self.seed = scenario.seed
         self.k = scenario.clients_per_round
         self.noise_std = p.noise_multiplier * p.clip_norm
+        self.z = float(p.noise_multiplier)
+        self.fixed_q = p.sampling_rate  # None: each round's actual rate (sampling_rate below)
+        self.trigger = getattr(scenario, "trigger", "sync")
         q = p.sampling_rate or min(1.0, scenario.clients_per_round / population_size)
         self.ledger = PrivacyLedger(p.mode, q, p.noise_multiplier, p.delta, population_size)
+
+    def sampling(self, ids: np.ndarray, released: np.ndarray,
+                 row: dict[str, Any]) -> tuple[float, float]:
+        """(q, z) of this round's mechanism (simulator/privacy/accountant.py explains each).
+
+        sync: invited / online (``selected`` / ``candidates``); hierarchical: the trigger's
+        ``privacy_q`` (its largest per-edge rate); buffered: q = 1 and z / m with m the most
+        updates one client has in the buffer; ``privacy.sampling_rate``: that q."""
+        if self.trigger == "buffered":
+            used = np.asarray(ids)[np.asarray(released, bool)]
+            m = int(np.unique(used, return_counts=True)[1].max()) if used.size else 1
+            return 1.0, self.z / m
+        if self.fixed_q is not None:
+            return float(self.fixed_q), self.z
+        if "privacy_q" in row:
+            return float(row["privacy_q"]), self.z
+        online = int(row["candidates"])
+        return (min(1.0, int(row["selected"]) / online) if online > 0 else 1.0), self.z
 
     def transform(self, sums: Any, ctx: Any) -> Any:
         """Central DP: ``(sum of clipped updates + N(0, (zC)^2 I)) / k`` with k the clients the
@@ -123,7 +144,12 @@ class ServerPrivacy:
         """Add ``epsilon`` to the round row and the client columns.
 
         ``released``: which of ``ids`` had an update used this round (local mode counts them)."""
-        eps_round, eps_clients = self.ledger.step(rnd, ids, released)
+        if self.mode == "central":
+            q, z = self.sampling(ids, released, row)
+            row["privacy_q"] = q
+            eps_round, eps_clients = self.ledger.step(rnd, ids, released, q, z)
+        else:
+            eps_round, eps_clients = self.ledger.step(rnd, ids, released)
         row["epsilon"] = eps_round
         row["privacy_delta"] = self.ledger.delta
         cols["epsilon"] = eps_clients

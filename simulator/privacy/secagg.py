@@ -14,6 +14,14 @@ Client compute: n PRG expansions of the masked vector (n-1 pairwise + 1 self mas
 remove (<= n^2 expansions, the paper's O(m n^2)). The server can unmask only when at least
 t = ceil(threshold_fraction x n) clients survive; otherwise the round fails (no model update).
 Dropouts after the unmasking request are not modelled.
+
+What is masked (``masked_layout``): the ring holds the update's elements, not its bytes. An
+uncompressed update of d values is quantized to ``input_bits`` fixed point; int8/int4 updates
+mask their d 8/4-bit values and their ceil(d / block) scales (``scale_bytes`` wide); a top-k
+update is masked *dense*: pairwise masks cancel only if every client masks the same coordinates,
+so all d coordinates go up at ``input_bits`` and the sparsity is lost (Bonawitz et al. 2017
+sec. 3 mask the whole vector; sparse SecAgg needs a different protocol). Without the element
+count (the MLP planner), the plain bytes are taken as ``input_bits``-wide elements.
 """
 
 from __future__ import annotations
@@ -32,6 +40,29 @@ from simulator.planning import Plan
 def ring_bits(input_bits: int, n: int) -> int:
     """Bits per masked element so that the sum of n inputs cannot overflow."""
     return int(input_bits + math.ceil(math.log2(max(n, 1))))
+
+
+def masked_layout(elements: Any, compression: Any, input_bits: int) -> tuple[Any, Any]:
+    """(masked elements, their value bits in total) of an update of ``elements`` values under
+    ``compression`` (model.workloads.compression; None: uncompressed)."""
+    d = np.asarray(elements, np.float64)
+    method = getattr(compression, "method", "none")
+    if method in ("int8", "int4"):
+        scales = np.ceil(d / compression.block_size)
+        bits = d * (8 if method == "int8" else 4) + scales * compression.scale_bytes * BITS_PER_BYTE
+        return d + scales, bits
+    return d, d * input_bits  # none: quantized to input_bits; topk: dense masks
+
+
+def masked_bytes(n: int, plain_bytes: Any, cfg: Any, elements: Any = None,
+                 value_bits: Any = None) -> Any:
+    """Bytes of one masked input: every element gets ceil(log2 n) bits so the sum of n cannot
+    wrap. Default layout: ``plain_bytes`` of ``input_bits``-wide elements."""
+    if elements is None:
+        elements = plain_bytes * BITS_PER_BYTE / cfg.input_bits
+        value_bits = elements * cfg.input_bits
+    extra = ring_bits(cfg.input_bits, n) - cfg.input_bits
+    return (value_bits + elements * extra) / BITS_PER_BYTE
 
 
 def threshold(n: int, fraction: float) -> int:
@@ -65,28 +96,31 @@ class ClientOverhead:
         return self.setup_down_bytes + self.survivor_list_bytes
 
 
-def client_overhead(n: int, plain_bytes: Any, cfg: Any) -> ClientOverhead:
+def client_overhead(n: int, plain_bytes: Any, cfg: Any, elements: Any = None,
+                    value_bits: Any = None) -> ClientOverhead:
     """Per-client SecAgg overhead for ``n`` participants and a ``plain_bytes`` update (a number or
-    a numpy column: every field broadcasts)."""
+    a numpy column: every field broadcasts); ``elements``/``value_bits``: its masked layout
+    (``masked_layout``; default ``plain_bytes`` of ``input_bits``-wide elements)."""
     peers = max(n - 1, 0)
-    elements = plain_bytes * BITS_PER_BYTE / cfg.input_bits
-    masked_bytes = elements * ring_bits(cfg.input_bits, n) / BITS_PER_BYTE
+    masked = masked_bytes(n, plain_bytes, cfg, elements, value_bits)
     enc_share = 2 * cfg.share_bytes + 2 * cfg.id_bytes + cfg.aead_overhead_bytes
     return ClientOverhead(
         setup_up_bytes=2 * cfg.key_bytes + peers * enc_share,
         setup_down_bytes=n * (2 * cfg.key_bytes + cfg.id_bytes) + peers * enc_share,
-        masked_extra_bytes=masked_bytes - plain_bytes,
+        masked_extra_bytes=masked - plain_bytes,
         unmask_up_bytes=peers * (cfg.share_bytes + cfg.id_bytes),
         survivor_list_bytes=n * cfg.id_bytes,
-        prg_bytes=n * masked_bytes,
+        prg_bytes=n * masked,
         key_agreements=2 * peers,
     )
 
 
-def server_prg_bytes(survivors: int, dropped: int, plain_bytes: float, n: int, cfg: Any) -> float:
+def server_prg_bytes(survivors: int, dropped: int, plain_bytes: float, n: int, cfg: Any,
+                     masked: float | None = None) -> float:
     """Mask material the server regenerates: self masks of survivors, pairwise masks between
-    each dropped participant and each survivor."""
-    masked = plain_bytes * BITS_PER_BYTE / cfg.input_bits * ring_bits(cfg.input_bits, n) / 8
+    each dropped participant and each survivor (``masked``: one masked input's bytes)."""
+    if masked is None:
+        masked = float(masked_bytes(n, plain_bytes, cfg))
     return float((survivors + dropped * survivors) * masked)
 
 
@@ -110,6 +144,7 @@ class SecAggRound:
     server_s: float = 0.0
     survivors: int = 0
     threshold: int | None = None  # set when several cohorts are merged (one per edge)
+    masked: np.ndarray | None = None  # bytes of each client's masked input
 
 
 class SecureAggregator:
@@ -118,8 +153,9 @@ class SecureAggregator:
 
     name = "secagg"
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, compression: Any = None) -> None:
         self.cfg = cfg
+        self.compression = compression  # model.workloads.compression (transformer plans)
 
     def charge(self, plan: Plan, timing: Timing, downlink: np.ndarray, uplink: np.ndarray,
                latency: np.ndarray, absent: np.ndarray | None = None
@@ -135,7 +171,16 @@ class SecureAggregator:
         n = int(started.sum())
         plain = np.broadcast_to(np.asarray(plan.cost.upload_bytes, np.float64),
                                 started.shape).astype(np.float64)
-        o = client_overhead(n, plain, cfg)  # arrays: one entry per invited client
+        d = plan.columns.get("trainable_params")  # update elements (the capability planner)
+        if d is None:
+            elements = value_bits = None
+        else:
+            elements, value_bits = masked_layout(
+                np.broadcast_to(np.asarray(d, np.float64), started.shape), self.compression,
+                cfg.input_bits)
+        o = client_overhead(n, plain, cfg, elements, value_bits)  # one entry per invited client
+        ring = np.broadcast_to(masked_bytes(n, plain, cfg, elements, value_bits),
+                               started.shape).astype(np.float64)
         on = started.astype(np.float64)
         setup_up, setup_down = o.setup_up_bytes * on, o.setup_down_bytes * on
         masked, unmask_up = o.masked_extra_bytes * on, o.unmask_up_bytes * on
@@ -155,7 +200,7 @@ class SecureAggregator:
         cost = replace(plan.cost,
                        download_bytes=np.asarray(plan.cost.download_bytes, np.float64) + extra_down,
                        upload_bytes=plain + extra_up)
-        sa = SecAggRound(n, plain, extra_up, extra_down, setup_s + prg_s + up_s)
+        sa = SecAggRound(n, plain, extra_up, extra_down, setup_s + prg_s + up_s, masked=ring)
         return replace(plan, cost=cost), new_timing, sa
 
     def settle(self, sa: SecAggRound, out: R.RoundOutcome) -> R.RoundOutcome:
@@ -167,7 +212,8 @@ class SecureAggregator:
             return out
         dropped = sa.n - sa.survivors
         plain = float(sa.plain_bytes[done].max())
-        sa.server_s = server_prg_bytes(sa.survivors, dropped, plain, sa.n, self.cfg) \
+        masked = None if sa.masked is None else float(sa.masked[done].max())
+        sa.server_s = server_prg_bytes(sa.survivors, dropped, plain, sa.n, self.cfg, masked) \
             / self.cfg.server_prg_bytes_per_s
         return replace(out, duration_s=out.duration_s + sa.server_s)
 
@@ -182,7 +228,8 @@ class SecureAggregator:
                            cat("extra_down"), cat("extra_s"), any(r.failed for r in rounds),
                            max((r.server_s for r in rounds), default=0.0),
                            sum(r.survivors for r in rounds),
-                           sum(threshold(r.n, frac) if r.n else 0 for r in rounds))
+                           sum(threshold(r.n, frac) if r.n else 0 for r in rounds),
+                           cat("masked") if all(r.masked is not None for r in rounds) else None)
 
     def record(self, rnd: int, ids: np.ndarray, released: np.ndarray, row: dict[str, Any],
                cols: dict[str, np.ndarray], sa: SecAggRound) -> None:
@@ -201,4 +248,7 @@ class SecureAggregator:
 
 def make_secure_aggregator(scenario: Any) -> SecureAggregator | None:
     cfg = getattr(scenario, "secure_aggregation", None)
-    return SecureAggregator(cfg) if cfg is not None and cfg.enabled else None
+    if cfg is None or not cfg.enabled:
+        return None
+    workloads = getattr(getattr(scenario, "model", None), "workloads", None)
+    return SecureAggregator(cfg, getattr(workloads, "compression", None))

@@ -69,6 +69,7 @@ class SweepResult:
     dashboard: Path | None
     failures: list[str] = field(default_factory=list)
     dropped: int = 0
+    startup: Any = None  # simulator.sweep.startup.StartupReport, when any trial finished
 
 
 # --- grid -----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from simulator.sweep.grid import (
     variants_json,
 )
 from simulator.sweep.results import jain_index, run_metrics, summarise  # noqa: F401
+from simulator.sweep.startup import startup_report
 
 
 def _prepare_dir(runs_dir: str, name: str, overwrite: bool) -> Path:
@@ -44,10 +45,16 @@ def run_sweep(file: str | Path, grid_items: list[str] | None, seeds: int = 1,
               target_accuracy: float | None = None, max_concurrent: int | None = None,
               search_alg: str = "grid", scheduler: str = "fifo", num_samples: int | None = None,
               sets: dict[str, Any] | None = None, overwrite: bool = False,
-              dashboard: bool = True, log: Any = print) -> SweepResult:
-    """Validate everything, run the trials with Ray Tune, write sweep.parquet and the dashboard."""
+              dashboard: bool = True, log: Any = print, backend: str = "auto") -> SweepResult:
+    """Validate everything, run the trials (a process pool or Ray Tune: ``backend``, see
+    simulator/sweep/pool.py), write sweep.parquet and the dashboard."""
     from simulator.config.scenario import read_yaml, validate_run_name
     from simulator.io.recording import atomic_write_bytes, atomic_write_table
+    from simulator.sweep.pool import choose_backend, prestart
+
+    backend, why = choose_backend(backend, search_alg, scheduler)
+    if backend == "processes":
+        prestart()  # torch imports in the forkserver while the variants are validated
 
     doc = read_yaml(file)
     if sets:
@@ -63,9 +70,12 @@ def run_sweep(file: str | Path, grid_items: list[str] | None, seeds: int = 1,
         raise InputError("--max-concurrent", f"must be at least 1 (got {max_concurrent})")
     if num_samples is not None and num_samples < 1:
         raise InputError("--num-samples", f"must be at least 1 (got {num_samples})")
-    from simulator.sweep import tune as T
+    if backend == "ray":
+        from simulator.sweep import tune as T
 
-    search, sched = T.make_search_alg(search_alg), T.make_scheduler(scheduler)
+        search, sched = T.make_search_alg(search_alg), T.make_scheduler(scheduler)
+    else:
+        search, sched = None, None
     runs_dir = runs_dir or base.output.runs_dir
     sweep_dir = _prepare_dir(runs_dir, name, overwrite)
     keys = list(grid)
@@ -76,22 +86,27 @@ def run_sweep(file: str | Path, grid_items: list[str] | None, seeds: int = 1,
             "grid": {k: [r for r, _ in v] for k, v in grid.items()},
             "seeds": seeds, "sets": sets or {}, "search_alg": search_alg, "scheduler": scheduler,
             "target_accuracy": target_accuracy, "duplicates_dropped": dropped,
-            "variants": spec["variants"]}
+            "variants": spec["variants"], "backend": {"kind": backend, "reason": why}}
     atomic_write_bytes(sweep_dir / "sweep.json", json.dumps(meta, indent=2, default=str).encode())
-    from ray import tune
-
-    if search is None:
-        space: dict[str, Any] = {"variant": tune.grid_search([v.name for v in variants])}
-        samples = 1
-    else:
-        space = {k: tune.choice([r for r, _ in grid[k]]) for k in keys}
-        space["seed"] = tune.choice(sorted({v.seed for v in variants}))
-        samples = num_samples or len(variants)
+    samples = 1 if search is None else num_samples or len(variants)
     log(f"sweep '{name}': {len(variants) if search is None else samples} trials "
         f"({len({v.label for v in variants})} variants x {seeds} seeds"
         f"{f'; {dropped} duplicate trials dropped' if dropped else ''}) -> {sweep_dir}")
-    results = T.run_tune(spec, space, samples, max_concurrent, search, sched,
-                         sweep_dir / "_tune", log)
+    log(f"sweep '{name}': backend {backend} ({why})")
+    if backend == "processes":
+        from simulator.sweep.pool import run_pool
+
+        results, clock = run_pool(spec, max_concurrent, log)
+    else:
+        from ray import tune
+
+        if search is None:
+            space: dict[str, Any] = {"variant": tune.grid_search([v.name for v in variants])}
+        else:
+            space = {k: tune.choice([r for r, _ in grid[k]]) for k in keys}
+            space["seed"] = tune.choice(sorted({v.seed for v in variants}))
+        results, clock = T.run_tune(spec, space, samples, max_concurrent, search, sched,
+                                    sweep_dir / "_tune", log)
     by_name = {v.name: v for v in variants}
     records: list[tuple[Variant, Path | None, str]] = []
     for res in results:
@@ -110,8 +125,14 @@ def run_sweep(file: str | Path, grid_items: list[str] | None, seeds: int = 1,
 
     atomic_write_table(parquet, pa.Table.from_pandas(table, preserve_index=False))
     failures = [f"{v.name}: {err}" for v, d, err in records if d is None and err]
+    startup = startup_report([r["metrics"] for r in results], clock)
+    if startup is not None:
+        log(f"sweep '{name}': {startup.line()}")
+        meta["startup"] = startup.as_dict()
+        atomic_write_bytes(sweep_dir / "sweep.json",
+                           json.dumps(meta, indent=2, default=str).encode())
     html = _dashboard(records, sweep_dir, target, log) if dashboard else None
-    return SweepResult(sweep_dir, table, parquet, html, failures, dropped)
+    return SweepResult(sweep_dir, table, parquet, html, failures, dropped, startup)
 
 
 def _dashboard(records: list[tuple[Variant, Path | None, str]], sweep_dir: Path, target: float,

@@ -61,18 +61,26 @@ def make_scheduler(name: str) -> Any:
 def make_trainable(root: str) -> Callable[..., None]:
     def fedfleet_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         import sys as _sys
+        import time as _time
+
+        entered = _time.time()  # before any FedFleet import: imports count as starting
 
         if root not in _sys.path:
             _sys.path.insert(0, root)
         from simulator.sweep.tune import run_trial
 
-        run_trial(config, spec)
+        run_trial(config, spec, entered)
 
     return fedfleet_trial
 
 
-def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
-    """Inside a Tune trial: run one variant's scenario into the sweep directory."""
+def run_trial(config: dict[str, Any], spec: dict[str, Any], entered: float | None = None) -> None:
+    """Inside a Tune trial: run one variant's scenario into the sweep directory.
+
+    The final report carries the trial's process id and wall-clock stamps (``t_entered``: the
+    trainable was called, ``t_run_start``/``t_run_end``: the simulation itself) so that the
+    sweep can say how much of its time went into starting things (simulator/sweep/startup.py).
+    """
     from ray import tune
 
     from simulator.config.scenario import parse_scenario
@@ -89,15 +97,24 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
         acc = 0.0 if math.isnan(rep.accuracy) else rep.accuracy
         tune.report({METRIC: acc, "sim_time_s": rep.sim_end_s, "round": rep.round})
 
+    t_run_start = time.time()
     run_dir = run_scenario(sc, name=name, runs_dir=spec["sweep_dir"], overwrite=True,
                            on_round=on_round if spec["report_rounds"] else None)
+    t_run_end = time.time()
+    import pandas as pd
+
+    rounds_wall = float(pd.read_parquet(run_dir / "rounds.parquet", columns=["wall_s"])
+                        ["wall_s"].sum())
     import json
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     acc = manifest.get("final_accuracy")
     tune.report({METRIC: 0.0 if acc is None or math.isnan(acc) else acc,
                  "sim_time_s": manifest.get("sim_end_s"), "run_name": name, "label": v.label,
-                 "seed": v.seed, "population": manifest.get("population"), "done": True})
+                 "seed": v.seed, "population": manifest.get("population"), "done": True,
+                 "pid": os.getpid(), "t_entered": entered if entered is not None else t_run_start,
+                 "t_run_start": t_run_start, "t_run_end": t_run_end,
+                 "rounds_wall_s": rounds_wall})
 
 
 def _repo_root() -> str:
@@ -129,8 +146,10 @@ def _start_ray() -> bool:
 
 def run_tune(spec: dict[str, Any], param_space: dict[str, Any], num_samples: int,
              max_concurrent: int | None, search_alg: Any, scheduler: Any,
-             tune_dir: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Run the trials; returns one dict per trial: config, metrics, error."""
+             tune_dir: Path, log: Callable[[str], None],
+             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the trials; returns one dict per trial (config, metrics, error) and the sweep's
+    wall-clock stamps (start, Ray ready, end)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
     from ray import tune
@@ -138,7 +157,9 @@ def run_tune(spec: dict[str, Any], param_space: dict[str, Any], num_samples: int
 
     from simulator import FedFleetError
 
+    t_sweep = time.time()
     started = _start_ray()
+    t_ray = time.time()
     total = num_samples * (math.prod(len(v["grid_search"]) for v in param_space.values()
                                      if isinstance(v, dict) and "grid_search" in v) or 1)
 
@@ -195,7 +216,9 @@ def run_tune(spec: dict[str, Any], param_space: dict[str, Any], num_samples: int
                 err = lines[-1].strip() if lines else type(res.error).__name__
             out.append({"config": dict(res.config or {}), "metrics": dict(res.metrics or {}),
                         "error": err})
-        return out
+        clock = {"t_start": t_sweep, "t_ray_ready": t_ray, "t_end": time.time(),
+                 "ray_started_here": started, "backend": "ray"}
+        return out, clock
     finally:
         if started:
             ray.shutdown()

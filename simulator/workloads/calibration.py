@@ -318,13 +318,13 @@ __all__ = ["Fit", "calibrate", "fedscale_device_columns", "fit_overhead_and_rate
 
 def fedscale_device_columns(ms_per_sample: np.ndarray, kbit_per_s: np.ndarray,
                             train_flops_per_sample: float) -> tuple[np.ndarray, np.ndarray]:
-    """FedScale trace units -> this simulator's columns (train FLOP/s, uplink bit/s).
+    """FedScale trace units -> this simulator's columns (train FLOP/s, link bit/s).
 
     FedScale charges ``3 * ms_per_sample / 1000`` s per trained sample (3x its inference
-    latency) and ``model_kbit / kbit_per_s`` for one transfer. A device that trains a sample of
-    ``train_flops_per_sample`` FLOPs in that time has that many FLOP/s; kbit/s x 1000 = bit/s.
-    With downloads free (infinite downlink) and zero latency, ``cost.estimate`` then reproduces
-    ``cost.fedscale_completion_s`` (tests/test_calibrate.py).
+    latency) and ``(upload + download) / bandwidth`` for the transfers. A device that trains a
+    sample of ``train_flops_per_sample`` FLOPs in that time has that many FLOP/s; kbit/s x 1000
+    = bit/s, for the downlink and the uplink alike. With zero latency, ``cost.estimate`` then
+    reproduces ``cost.fedscale_completion_s`` (tests/test_calibrate.py).
     """
     ms = np.asarray(ms_per_sample, np.float64)
     return train_flops_per_sample / (3.0 * ms / 1000.0), np.asarray(kbit_per_s, np.float64) * 1000.0

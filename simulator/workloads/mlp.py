@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from simulator import FedFleetError
 from simulator.aggregation import Partial
 from simulator.aggregation.fedavg import SCALE, quantize_weighted
 from simulator.core import rng as rngmod
@@ -97,6 +98,11 @@ class MLPWorkload:
         self.update_hook = make_update_hook(scenario)  # DP clipping/noise; None when off
         # The strategy's client side (a proximal term, control variates); None for FedAvg.
         self.client_training = client_training_for(scenario)
+        # Robust rules read individual updates (strategy declares needs:client_updates).
+        from simulator.aggregation.strategy import needs_client_updates
+
+        self.keep_updates = needs_client_updates(scenario)
+        self.adversary = getattr(scenario, "adversary", None)  # Byzantine clients' attack
         self.sizes = [self.dataset.n_features, *scenario.model.hidden, self.dataset.n_classes]
         torch.manual_seed(rngmod.int_seed(scenario.seed, rngmod.INIT))
         self.model = build_mlp(self.sizes)
@@ -162,30 +168,93 @@ class MLPWorkload:
         # Group clients of similar size to limit padding (results do not depend on grouping).
         order = np.argsort(self.dataset.n_samples[jobs.client_ids], kind="stable")
         group = GROUP if self.device.type == "cpu" else GPU_GROUP
+        col = getattr(self.client_training, "column", None)  # per-client rows (SCAFFOLD)
+        if col is not None and col not in jobs.assignment:
+            raise FedFleetError(f"aggregation.strategy: the jobs lack the '{col}' column its "
+                                "client side needs")
         for s in range(0, len(jobs), group):
             sel = order[s:s + group]
             ids, seeds = jobs.client_ids[sel], jobs.seeds[sel]
             inputs = [self._client_inputs(c, sd) for c, sd in zip(ids, seeds, strict=True)]
-            finals, losses, losses_sq = trainer(global_flat, inputs)
+            adv, byz = self.adversary, jobs.assignment.get("byzantine")
+            byz = None if byz is None or adv is None else np.asarray(byz)[sel]
+            if byz is not None and adv is not None and adv.attack == "label_flip":
+                k = self.dataset.n_classes
+                inputs = [(x, (k - 1 - y).astype(y.dtype), pl) if b else (x, y, pl)
+                          for (x, y, pl), b in zip(inputs, byz, strict=True)]
+            offsets = None if col is None else np.asarray(jobs.assignment[col])[sel]
+            finals, losses, losses_sq = trainer(global_flat, inputs, offsets)
+            if byz is not None:
+                finals = self._attack(finals, g64, byz, seeds)
+            state = None if offsets is None else self._client_state(finals, g64, offsets, inputs)
             n = np.fromiter((len(inp[1]) for inp in inputs), np.int64, len(inputs))
             if self.update_hook is None:
-                part = part.merge(group_partial(ids, finals, g64, n, losses, losses_sq))
+                gp = group_partial(ids, finals, g64, n, losses, losses_sq)
+                if self.keep_updates:
+                    gp.updates = np.stack(finals).astype(np.float64) - g64
+                gp.client_state = state
+                part = part.merge(gp)
                 continue
+            gp, kept = Partial.empty(self.n_params), []
             for j, cid in enumerate(ids):  # DP: clip (and noise) each update; weight 1
                 delta, w = self.update_hook(jobs.round, int(cid),
                                             finals[j].astype(np.float64) - g64, float(n[j]))
-                part.add_client(int(cid), delta, w, int(n[j]), losses[j], losses_sq[j])
+                gp.add_client(int(cid), delta, w, int(n[j]), losses[j], losses_sq[j])
+                kept.append(delta)
+            if self.keep_updates:
+                gp.updates = np.stack(kept).astype(np.float64)
+            gp.client_state = state
+            part = part.merge(gp)
         part.wall_s = time.perf_counter() - t0
         return part
+
+    def _client_state(self, finals: list[np.ndarray], g64: np.ndarray, offsets: np.ndarray,
+                      inputs: list[Any]) -> np.ndarray:
+        """The strategy's new per-client state (SCAFFOLD: c_i+) from each client's update."""
+        hook = self.client_training
+        return np.stack([hook.client_state(f.astype(np.float64) - g64, off, inp[2].shape[0])
+                         for f, off, inp in zip(finals, offsets, inputs, strict=True)])
+
+    def _attack(self, finals: list[np.ndarray], g64: np.ndarray, byz: np.ndarray,
+                seeds: np.ndarray) -> list[np.ndarray]:
+        """What Byzantine clients send instead of their update (simulator/config/adversary.py);
+        label_flip already poisoned their training labels."""
+        adv = self.adversary
+        if adv is None or adv.attack == "label_flip":
+            return finals
+        out = list(finals)
+        for j in np.flatnonzero(byz):
+            delta = finals[j].astype(np.float64) - g64
+            if adv.attack == "sign_flip":
+                bad = -adv.scale * delta
+            elif adv.attack == "scale":
+                bad = adv.scale * delta
+            else:  # gaussian: noise keyed by the job's training seed
+                g = np.random.default_rng(np.random.SeedSequence([int(seeds[j]), 0xBAD]))
+                bad = g.normal(0.0, adv.scale, delta.shape)
+            out[j] = (g64 + bad).astype(finals[j].dtype)
+        return out
 
     def train_clients(self, global_flat: np.ndarray, jobs: JobBatch, batched: bool) -> np.ndarray:
         """Final parameters per client (for tests comparing batched and sequential)."""
         inputs = [self._client_inputs(c, sd)
                   for c, sd in zip(jobs.client_ids, jobs.seeds, strict=True)]
         fn = self._train_group if batched else self._train_sequential
-        return np.stack(fn(global_flat, inputs)[0])
+        col = getattr(self.client_training, "column", None)
+        offsets = None if col is None else np.asarray(jobs.assignment[col])
+        return np.stack(fn(global_flat, inputs, offsets)[0])
 
-    def _train_sequential(self, global_flat, inputs):  # type: ignore[no-untyped-def]
+    def _offset_params(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """Per-client rows [C, P] split into [C, *shape] tensors by parameter name."""
+        t = torch.from_numpy(np.ascontiguousarray(rows, np.float32))
+        out, i = {}, 0
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            k = int(np.prod(shape))
+            out[name] = t[:, i:i + k].reshape(t.shape[0], *shape)
+            i += k
+        return out
+
+    def _train_sequential(self, global_flat, inputs, offsets=None):  # type: ignore[no-untyped-def]
         """One resident model for every client. Plain SGD (the common case) is applied as
         ``torch.optim.SGD`` does on CPU (one ``_foreach_add_`` with ``alpha=-lr``) without the
         optimizer's per-step bookkeeping; loss statistics stay tensors until the client ends
@@ -197,8 +266,12 @@ class MLPWorkload:
         plain_sgd = self.optimizer == "sgd" and self.momentum == 0
         lr = self.lr
         hook = self.client_training
-        for x, y, plan in inputs:
+        for ci, (x, y, plan) in enumerate(inputs):
             nn.utils.vector_to_parameters(g32.clone(), params)
+            offs: list[Any] = [None] * len(params)
+            if offsets is not None:  # the job's own correction rows (SCAFFOLD: c - c_i)
+                by_name = self._offset_params(offsets[ci:ci + 1])
+                offs = [by_name[nm][0] for nm in self.names]
             opt: torch.optim.Optimizer | None = None
             if self.optimizer == "sgd" and not plain_sgd:
                 opt = torch.optim.SGD(params, lr=lr, momentum=self.momentum)
@@ -215,14 +288,15 @@ class MLPWorkload:
                 per.mean().backward()
                 if hook is not None:  # the strategy's gradient correction, e.g. mu (w - w_g)
                     with torch.no_grad():
-                        for p, p0 in zip(params, g0, strict=True):
-                            p.grad.add_(hook.correction(p, p0))  # type: ignore[union-attr]
+                        for p, p0, off in zip(params, g0, offs, strict=True):
+                            corr = hook.correction(p, p0) if off is None \
+                                else hook.correction(p, p0, off)
+                            p.grad.add_(corr)  # type: ignore[union-attr]
                 if opt is not None:
                     opt.step()
                 else:
                     with torch.no_grad():
-                        torch._foreach_add_(params, [p.grad for p in params],  # type: ignore[misc]
-                                           alpha=-lr)
+                        torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)  # type: ignore[arg-type,misc]
                 pers.append(per.detach())
             cnt = sum(len(p) for p in pers)
             if pers:
@@ -254,7 +328,7 @@ class MLPWorkload:
         ys = y_all.astype(np.int64, copy=False)[gidx]
         return xs, ys, valid.astype(np.float32)
 
-    def _train_group(self, global_flat, inputs):  # type: ignore[no-untyped-def]
+    def _train_group(self, global_flat, inputs, offsets=None):  # type: ignore[no-untyped-def]
         """Train clients at once with grouped matmuls (bmm) and hand-written backprop.
 
         Shapes: C clients, S steps, B batch, K classes, weights W_l [C, out, in], hidden
@@ -281,6 +355,11 @@ class MLPWorkload:
         hook = self.client_training
         g_params = ([g0[f"{2 * i}.weight"].unsqueeze(0) for i in range(nl)]
                     + [g0[f"{2 * i}.bias"].unsqueeze(0) for i in range(nl)]) if hook else []
+        g_offs: list[Any] = [None] * len(params)
+        if offsets is not None:  # each job's correction rows, in the group's step order
+            by_name = self._offset_params(np.asarray(offsets)[order])
+            g_offs = ([by_name[f"{2 * i}.weight"].to(dev) for i in range(nl)]
+                      + [by_name[f"{2 * i}.bias"].to(dev) for i in range(nl)])
         sgd, mu, lr = self.optimizer == "sgd", self.momentum, self.lr
         st1 = [torch.zeros_like(p) for p in params] if (mu > 0 or not sgd) else []
         st2 = [torch.zeros_like(p) for p in params] if not sgd else []
@@ -319,7 +398,9 @@ class MLPWorkload:
             for j, g in enumerate(gw + gb):
                 p = params[j][lo:]
                 if hook is not None:  # the strategy's gradient correction, e.g. mu (w - w_g)
-                    g = g + hook.correction(p, g_params[j])
+                    off = g_offs[j]
+                    g = g + (hook.correction(p, g_params[j]) if off is None
+                             else hook.correction(p, g_params[j], off[lo:]))
                 if sgd and mu > 0:
                     v = st1[j][lo:]
                     p.sub_(v.mul_(mu).add_(g) * lr)

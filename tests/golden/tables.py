@@ -24,6 +24,12 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 HASHES = Path(__file__).with_name("hashes.json")
+# The static clock (dynamics off, oracle estimates, per-client split server) of versions before the
+# dynamic clock: kept so that switching dynamics off is proven to reproduce them bit for bit.
+STATIC_HASHES = Path(__file__).with_name("static_hashes.json")
+# What switches the clock back to the static one (tests/test_dynamics_static.py).
+STATIC_OVERRIDES: dict[str, Any] = {"dynamics.enabled": False, "estimates.mode": "oracle",
+                                    "capacity.split_server": "per_client"}
 WALL_COLUMNS = {"wall_s"}  # the machine's clock, not the simulation's
 # What torch training and float reductions produce: their last bits depend on the CPU's vector
 # units (oneDNN kernels, numpy's SIMD summation order), so these are kept as values and compared
@@ -43,6 +49,7 @@ CASES: dict[str, dict[str, Any]] = {
     "keyboard-cross-device": {"rounds": 4},
     "llm-7b-lora-fleet": {"rounds": 4},
     "llm-lora-heterogeneous": {"rounds": 2},
+    "byzantine-robust": {"rounds": 4},
 }
 
 
@@ -96,24 +103,30 @@ def run_case(name: str, runs_dir: Path) -> dict[str, dict[str, Any]]:
     return {t: table_hashes(pd.read_parquet(run / f"{t}.parquet")) for t in ("rounds", "clients")}
 
 
-def load_hashes() -> dict[str, Any]:
-    return json.loads(HASHES.read_text())
+def load_hashes(path: Path = HASHES) -> dict[str, Any]:
+    return json.loads(path.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--update", action="store_true", help="rewrite hashes.json")
+    ap.add_argument("--static", action="store_true", help=(
+        "the static clock (dynamics off, oracle estimates, per-client split server) against "
+        "static_hashes.json (--update rewrites that file)"))
     ap.add_argument("cases", nargs="*", default=list(CASES))
     args = ap.parse_args(argv)
-    old = load_hashes() if HASHES.exists() else {}
+    path = STATIC_HASHES if args.static else HASHES
+    old = load_hashes(path) if path.exists() else {}
     new = dict(old)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases:
+            if args.static:
+                CASES[name] = {**CASES[name], **STATIC_OVERRIDES}
             new[name] = run_case(name, Path(tmp))
             moved = same_tables(old.get(name, {}), new[name])
             print(f"{name}: {'unchanged' if not moved else 'CHANGED ' + ', '.join(moved)}")
     if args.update:
-        HASHES.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
+        path.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
     return 0
 
 
