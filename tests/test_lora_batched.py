@@ -77,7 +77,7 @@ def test_train_uses_the_batched_path_and_aggregates_the_same():
         b = apply_fedavg(g, w.train(g, jobs))
     finally:
         LB.train_group = orig
-    assert calls, "executor.batched did not take the batched LoRA path"
+    assert calls, "batched_lora did not take the batched LoRA path"
     assert np.abs(a - b).max() <= LB.TOLERANCE
 
 

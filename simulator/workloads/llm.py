@@ -176,7 +176,7 @@ class LLMWorkload:
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._cache_bytes = 0
         self.last_stats: dict[int, dict[str, float]] = {}
-        # batched LoRA clients (lora_batched.py) when executor.batched; set by the builder
+        # batched LoRA clients (lora_batched.py) when executor.batched_lora; set by the builder
         self.batched = False
 
     # --- state ------------------------------------------------------------------------------
@@ -341,7 +341,7 @@ class LLMWorkload:
     def _train_batched(self, global_flat: np.ndarray, jobs: JobBatch, kinds: np.ndarray,
                        ranks: np.ndarray) -> list[ClientResult]:
         """Every job's result from batched LoRA passes (``lora_batched``), or [] when the jobs
-        cannot be batched (or ``batched`` is off): they are then trained per client."""
+        cannot be batched (or ``executor.batched_lora`` is off): they are then trained per client."""
         from simulator.workloads import lora_batched as LB
 
         if not self.batched or not LB.can_batch(self, kinds):

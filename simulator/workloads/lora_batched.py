@@ -21,7 +21,8 @@ peft model and runs its optimizer steps alone. Here the K clients of a group run
 Each client follows the trajectory it follows alone, up to float rounding (the base's matmuls
 run on a larger batch); ``tests/test_lora_batched.py`` checks the final adapters against
 per-client peft training within ``TOLERANCE``. Used for ``lora`` jobs (no split, no dropout,
-an adapter-only global state) when ``executor.batched`` is true; anything else trains per client.
+an adapter-only global state) when ``executor.batched_lora`` is true (opt-in: float rounding
+changes a run's digits); anything else trains per client.
 """
 
 from __future__ import annotations

@@ -141,5 +141,6 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
 
     wl = LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=m.dtype_bytes,
                      update_hook=make_update_hook(scenario))
-    wl.batched = bool(scenario.executor.batched)  # batched LoRA clients (lora_batched.py)
+    # batched LoRA clients (lora_batched.py): opt-in, executor.batched_lora
+    wl.batched = bool(scenario.executor.batched_lora)
     return wl
