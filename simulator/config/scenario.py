@@ -190,6 +190,11 @@ class Executor(_Strict):
     # many nodes as possible (Ray's SPREAD scheduling strategy; see docs/cluster.md).
     scheduling: Literal["default", "spread"] = "default"
     batched: bool = True
+    batched_lora: bool = Field(False, description=(
+        "train the LoRA clients of one round that share the frozen base model together in one "
+        "batched pass (per-client adapters, ranks padded and masked; equal to per-client "
+        "training up to float rounding, <= 2e-5 in the adapters); opt-in because the rounding "
+        "changes a run's digits"))
     max_retries: int = Field(3, ge=0, le=100)
 
     @field_validator("resources")

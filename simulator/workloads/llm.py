@@ -176,6 +176,8 @@ class LLMWorkload:
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._cache_bytes = 0
         self.last_stats: dict[int, dict[str, float]] = {}
+        # batched LoRA clients (lora_batched.py) when executor.batched_lora; set by the builder
+        self.batched = False
 
     # --- state ------------------------------------------------------------------------------
     def initial_state(self) -> np.ndarray:
@@ -318,11 +320,12 @@ class LLMWorkload:
         kinds = a.get("kind", np.full(n, "full", dtype=object))
         cols = {k: np.asarray(a.get(k, np.zeros(n)), np.int64) for k in ("rank", "blocks", "cut")}
         self.last_stats = {}
+        batched = self._train_batched(global_flat, jobs, kinds, cols["rank"])
         for j, cid in enumerate(jobs.client_ids):
             cid = int(cid)
-            res = self.train_client(global_flat, cid, int(jobs.seeds[j]), str(kinds[j]),
-                                    int(cols["rank"][j]), int(cols["blocks"][j]),
-                                    int(cols["cut"][j]))
+            res = batched[j] if batched else self.train_client(
+                global_flat, cid, int(jobs.seeds[j]), str(kinds[j]), int(cols["rank"][j]),
+                int(cols["blocks"][j]), int(cols["cut"][j]))
             delta = np.where(res.trained > 0, res.values - g64, 0.0)
             weight = float(res.n)
             if self.update_hook is not None:  # DP: clip (and noise) before it leaves the device
@@ -334,6 +337,28 @@ class LLMWorkload:
             part.add_client(cid, delta, weight, res.n, res.loss, res.loss_sq, mask=res.trained)
         part.wall_s = time.perf_counter() - t0
         return part
+
+    def _train_batched(self, global_flat: np.ndarray, jobs: JobBatch, kinds: np.ndarray,
+                       ranks: np.ndarray) -> list[ClientResult]:
+        """Every job's result from batched LoRA passes (``lora_batched``), or [] when the jobs
+        cannot be batched (or ``executor.batched_lora`` is off): they are then trained per client."""
+        from simulator.workloads import lora_batched as LB
+
+        if not self.batched or not LB.can_batch(self, kinds):
+            return []
+        r_max = self.state.lora.r_max if self.state.lora is not None else 0
+        out: list[ClientResult] = []
+        ids = [int(c) for c in jobs.client_ids]
+        for s in range(0, len(ids), LB.GROUP):
+            sl = slice(s, s + LB.GROUP)
+            rk = [min(int(r), r_max) if r > 0 else r_max for r in ranks[sl]]
+            for res, rank in zip(LB.train_group(self, global_flat, ids[sl],
+                                                [int(x) for x in jobs.seeds[sl]], rk),
+                                 rk, strict=True):
+                out.append(ClientResult(res.values, np.ones(self.n_params),
+                                        self.within_rank(rank).copy(), res.n, res.loss,
+                                        res.loss_sq, {"steps": float(res.steps)}))
+        return out
 
     # --- evaluation -----------------------------------------------------------------------------
     def evaluate(self, flat: np.ndarray) -> tuple[float, float]:

@@ -179,8 +179,11 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
     comp = CompressionSpec.from_settings(m.workloads.compression, m.dtype_bytes)
     from simulator.privacy import make_update_hook
 
-    return LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=m.dtype_bytes,
-                       update_hook=make_update_hook(scenario))
+    wl = LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=m.dtype_bytes,
+                     update_hook=make_update_hook(scenario))
+    # batched LoRA clients (lora_batched.py): opt-in, executor.batched_lora
+    wl.batched = bool(scenario.executor.batched_lora)
+    return wl
 
 
 # --- torch model kinds: the user's nn.Module and the built-in vision models ---------------------
