@@ -91,3 +91,28 @@ def test_non_lora_jobs_are_not_batched():
     w2 = tiny_workload(state=_state(4))
     assert LB.can_batch(w2, np.array(["lora"], dtype=object))
     assert not LB.can_batch(w2, np.array(["lora", "split"], dtype=object))
+
+
+def test_train_clients_groups_by_rank_and_keeps_the_job_order():
+    """train_clients sorts by rank into groups (adapters at each group's largest rank) and must
+    hand the results back in the jobs' order, each equal to that client's per-client training."""
+    from simulator.workloads import lora_batched as LB
+    from simulator.workloads.llm import TrainConfig
+
+    w = tiny_workload(state=_state(4), train=TrainConfig(1, 4, 0.02, "adam", 0.0), n_clients=40)
+    ids = [2, 7, 11, 19, 23, 31]
+    ranks = [1, 4, 2, 1, 3, 2]  # unsorted: grouping reorders them
+    g = w.initial_state()
+    g = g + np.random.default_rng(4).normal(0, 0.05, g.shape).astype(np.float32)
+    jobs = jobs_for(ids, "lora", 1)
+    seeds = [int(s) for s in jobs.seeds]
+    ref = [w.train_client(g, c, s, "lora", r) for c, s, r in zip(ids, seeds, ranks, strict=True)]
+    orig = LB.MAX_GROUP, LB.MIN_GROUP
+    LB.MAX_GROUP = LB.MIN_GROUP = 2  # three groups of two: ranks {4,3}, {2,2}, {1,1}
+    try:
+        got = LB.train_clients(w, g, ids, seeds, ranks)
+    finally:
+        LB.MAX_GROUP, LB.MIN_GROUP = orig
+    for r, b, rank in zip(ref, got, ranks, strict=True):
+        assert np.abs(b.values - r.values).max() <= LB.TOLERANCE
+        assert np.all(b.values[~w.within_rank(rank)] == 0.0)

@@ -341,24 +341,18 @@ class LLMWorkload:
     def _train_batched(self, global_flat: np.ndarray, jobs: JobBatch, kinds: np.ndarray,
                        ranks: np.ndarray) -> list[ClientResult]:
         """Every job's result from batched LoRA passes (``lora_batched``), or [] when the jobs
-        cannot be batched (or ``executor.batched_lora`` is off): they are then trained per client."""
+        cannot be batched (or ``executor.batched_lora`` is off): then they train per client."""
         from simulator.workloads import lora_batched as LB
 
         if not self.batched or not LB.can_batch(self, kinds):
             return []
         r_max = self.state.lora.r_max if self.state.lora is not None else 0
-        out: list[ClientResult] = []
-        ids = [int(c) for c in jobs.client_ids]
-        for s in range(0, len(ids), LB.GROUP):
-            sl = slice(s, s + LB.GROUP)
-            rk = [min(int(r), r_max) if r > 0 else r_max for r in ranks[sl]]
-            for res, rank in zip(LB.train_group(self, global_flat, ids[sl],
-                                                [int(x) for x in jobs.seeds[sl]], rk),
-                                 rk, strict=True):
-                out.append(ClientResult(res.values, np.ones(self.n_params),
-                                        self.within_rank(rank).copy(), res.n, res.loss,
-                                        res.loss_sq, {"steps": float(res.steps)}))
-        return out
+        rk = [min(int(r), r_max) if r > 0 else r_max for r in ranks]
+        got = LB.train_clients(self, global_flat, [int(c) for c in jobs.client_ids],
+                               [int(x) for x in jobs.seeds], rk)
+        return [ClientResult(res.values, np.ones(self.n_params), self.within_rank(r).copy(),
+                             res.n, res.loss, res.loss_sq, {"steps": float(res.steps)})
+                for res, r in zip(got, rk, strict=True)]
 
     # --- evaluation -----------------------------------------------------------------------------
     def evaluate(self, flat: np.ndarray) -> tuple[float, float]:

@@ -8,13 +8,16 @@ peft model and runs its optimizer steps alone. Here the K clients of a group run
 * every adapted linear layer adds each client's own adapter through a forward hook,
   ``scaling * (x_k A_k^T) B_k^T`` for the rows of client k, as two ``torch.bmm`` over
   [K, b*seq, d] (peft's own adapters are switched off with ``disable_adapter``);
-* each client's adapters are rows of leaf tensors ``A`` [K, r_max, d_in] and ``B``
-  [K, d_out, r_max]; a client of rank r < r_max has rows / columns ``r:`` zeroed and masked
-  (a truncated copy, as the per-client path), so ranks differ within one group;
+* each client's adapters are rows of leaf tensors ``A`` [K, r_g, d_in] and ``B``
+  [K, d_out, r_g] (``r_g`` the group's largest rank; ``train_clients`` groups clients by rank,
+  about ``GROUP_TOKENS`` tokens per step); a client of rank r < r_g has rows / columns ``r:``
+  zero (a truncated copy, as the per-client path; their gradients are exact zeros), so ranks
+  may differ within one group;
 * the loss is the sum of the clients' own mean losses, so one backward gives every client the
   gradient of its own loss and only for its adapters (the base has ``requires_grad`` off);
-* SGD and Adam are applied per client, elementwise on the stacked tensors, exactly as
-  ``torch.optim.SGD`` / ``torch.optim.Adam`` (default betas and eps) apply them to one client.
+* SGD and Adam are applied per client, elementwise on the stacked tensors (``torch._foreach_*``
+  over all leaves at once), with the arithmetic of
+  ``torch.optim.SGD`` / ``torch.optim.Adam`` (default betas and eps) for one client.
   Clients are ordered by step count, so those still training at step s are a prefix of the
   group; finished clients are neither computed nor updated.
 
@@ -36,7 +39,11 @@ from torch import nn
 
 from simulator.workloads.mlp import batch_plan
 
-GROUP = 8  # clients per batched pass on a CPU: activations stay in cache (8 beat 2-32, measured)
+# clients per batched pass on a CPU: about GROUP_TOKENS tokens, so activations stay in cache
+# (measured: 8 clients of 8 x 64 tokens beat 4-32 on the hidden-64 Llama; 16-32 clients of
+# 8 x 16 tokens beat 4-8 on a hidden-32 one)
+GROUP_TOKENS = 4096
+MIN_GROUP, MAX_GROUP = 4, 64
 TOLERANCE = 2e-5  # max |batched - per-client| of the final adapters (float32 rounding)
 
 
@@ -47,6 +54,11 @@ class BatchedResult:
     loss: float
     loss_sq: float
     steps: int
+
+
+def group_size(batch_size: int, seq_len: int) -> int:
+    """Clients per batched pass: about ``GROUP_TOKENS`` tokens per step."""
+    return int(min(MAX_GROUP, max(MIN_GROUP, GROUP_TOKENS // max(1, batch_size * seq_len))))
 
 
 def can_batch(workload: Any, kinds: np.ndarray) -> bool:
@@ -102,6 +114,25 @@ class _Adapters:
             h.remove()
 
 
+def train_clients(workload: Any, global_flat: np.ndarray, cids: list[int], seeds: list[int],
+                  ranks: list[int]) -> list[BatchedResult]:
+    """Train ``cids`` in groups of ``group_size`` clients (of one rank where possible: a group's
+    adapters run at its largest rank); results in the order of ``cids``."""
+    if not cids:
+        return []
+    seq_len = int(workload._client_data(cids[0])[0].shape[1])
+    group = group_size(workload.train_cfg.batch_size, seq_len)
+    order = sorted(range(len(cids)), key=lambda i: -int(ranks[i]))
+    out: list[BatchedResult | None] = [None] * len(cids)
+    for s in range(0, len(order), group):
+        part = order[s:s + group]
+        got = train_group(workload, global_flat, [cids[i] for i in part],
+                          [seeds[i] for i in part], [ranks[i] for i in part])
+        for i, res in zip(part, got, strict=True):
+            out[i] = res
+    return [r for r in out if r is not None]
+
+
 def train_group(workload: Any, global_flat: np.ndarray, cids: list[int], seeds: list[int],
                 ranks: list[int]) -> list[BatchedResult]:
     """Train ``cids`` (LoRA, ranks ``ranks``) together from ``global_flat``; results in order."""
@@ -117,19 +148,20 @@ def train_group(workload: Any, global_flat: np.ndarray, cids: list[int], seeds: 
     steps = int(n_steps.max()) if k else 0
     active_at = [(n_steps > s).sum() for s in range(steps)]
     g = torch.from_numpy(np.ascontiguousarray(global_flat, np.float32))
-    # the leaves: every client's adapters at r_max, truncated to its rank
+    # the leaves: every client's adapters at the group's largest rank r_g (components beyond it
+    # are zero for every client of the group and cost nothing), truncated to its own rank
     rank_o = torch.tensor([min(int(ranks[i]), r_max) if ranks[i] > 0 else r_max for i in order])
-    keep = (torch.arange(r_max)[None, :] < rank_o[:, None]).float()  # [k, r_max]
+    r_g = int(rank_o.max()) if k else r_max
+    keep = (torch.arange(r_g)[None, :] < rank_o[:, None]).float()  # [k, r_g]
     a_leaves: list[torch.Tensor] = []
     b_leaves: list[torch.Tensor] = []
     for pr_i, pr in enumerate(w.pairs):
         sa, sb = _slots(w, pr_i)
-        a0 = g[sa.start:sa.stop].view(r_max, pr.d_in)
-        b0 = g[sb.start:sb.stop].view(pr.d_out, r_max)
+        a0 = g[sa.start:sa.stop].view(r_max, pr.d_in)[:r_g]
+        b0 = g[sb.start:sb.stop].view(pr.d_out, r_max)[:, :r_g]
         a_leaves.append((a0.unsqueeze(0) * keep[:, :, None]).contiguous().requires_grad_(True))
         b_leaves.append((b0.unsqueeze(0) * keep[:, None, :]).contiguous().requires_grad_(True))
     leaves = a_leaves + b_leaves
-    masks = [keep[:, :, None]] * len(a_leaves) + [keep[:, None, :]] * len(b_leaves)
     adam = t.optimizer == "adam"
     m1 = [torch.zeros_like(p) for p in leaves] if adam or t.momentum > 0 else []
     m2 = [torch.zeros_like(p) for p in leaves] if adam else []
@@ -168,18 +200,19 @@ def train_group(workload: Any, global_flat: np.ndarray, cids: list[int], seeds: 
                 tot_sq[:act] += torch.zeros(act, dtype=torch.float64).index_add_(0, owner, d * d)
                 count[:act] += cnt.double()
                 with torch.no_grad():
-                    _step(leaves, masks, m1, m2, act, s + 1, t, adam, beta1, beta2, eps)
+                    _step(leaves, m1, m2, act, s + 1, t, adam, beta1, beta2, eps)
     finally:
         hooks.close()
         w.model.eval()
     out: list[BatchedResult | None] = [None] * k
     with torch.no_grad():
         for j, i in enumerate(order):
-            vals = np.empty(w.n_params, np.float64)
-            for pr_i in range(len(w.pairs)):
+            vals = np.zeros(w.n_params, np.float64)  # components beyond r_g stay zero
+            for pr_i, pr in enumerate(w.pairs):
                 sa, sb = _slots(w, pr_i)
-                vals[sa.start:sa.stop] = a_leaves[pr_i][j].reshape(-1).numpy()
-                vals[sb.start:sb.stop] = b_leaves[pr_i][j].reshape(-1).numpy()
+                vals[sa.start:sa.stop].reshape(r_max, pr.d_in)[:r_g] = a_leaves[pr_i][j].numpy()
+                vals[sb.start:sb.stop].reshape(pr.d_out, r_max)[:, :r_g] = \
+                    b_leaves[pr_i][j].numpy()
             c = max(float(count[j]), 1.0)
             out[i] = BatchedResult(vals, len(data[i][1]), float(tot[j]) / c,
                                    float(tot_sq[j]) / c, int(n_steps[i]))
@@ -196,31 +229,41 @@ def _slots(w: Any, pair: int) -> tuple[Any, Any]:
     return hit
 
 
-def _step(leaves: list[torch.Tensor], masks: list[torch.Tensor], m1: list[torch.Tensor],
-          m2: list[torch.Tensor], act: int, step: int, t: Any, adam: bool, beta1: float,
-          beta2: float, eps: float) -> None:
-    """One optimizer step for the first ``act`` clients, as torch.optim does for one client."""
+def _step(leaves: list[torch.Tensor], m1: list[torch.Tensor], m2: list[torch.Tensor], act: int,
+          step: int, t: Any, adam: bool, beta1: float, beta2: float, eps: float) -> None:
+    """One optimizer step for the first ``act`` clients, as torch.optim does for one client
+    (its single-tensor arithmetic, applied to every leaf at once with ``torch._foreach_*``).
+
+    No mask is needed: a truncated client's components ``r:`` are exact zeros in ``A`` (rows)
+    and ``B`` (columns), so their gradients are exact zeros (each is a product with the other
+    factor's zero block) and SGD, momentum and Adam (``0 / (0 + eps)``) leave them at zero.
+    """
     lr = float(t.lr)
-    for j, p in enumerate(leaves):
-        if p.grad is None:
-            continue
-        grad = p.grad[:act] * masks[j][:act]  # a truncated copy: components r: stay zero
-        par = p.data[:act]
-        if adam:
-            ea, es = m1[j][:act], m2[j][:act]
-            ea.lerp_(grad, 1 - beta1)
-            es.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            bc1 = 1 - beta1 ** step
-            bc2_sqrt = (1 - beta2 ** step) ** 0.5
-            denom = (es.sqrt() / bc2_sqrt).add_(eps)
-            par.addcdiv_(ea, denom, value=-lr / bc1)
-        elif t.momentum > 0:
-            buf = m1[j][:act]
-            if step == 1:
-                buf.copy_(grad)
-            else:
-                buf.mul_(t.momentum).add_(grad)
-            par.add_(buf, alpha=-lr)
+    live = [j for j, p in enumerate(leaves) if p.grad is not None]
+    if not live:
+        return
+    grads = [leaves[j].grad[:act] for j in live]  # type: ignore[index]
+    pars = [leaves[j].data[:act] for j in live]
+    if adam:
+        ea, es = [m1[j][:act] for j in live], [m2[j][:act] for j in live]
+        torch._foreach_lerp_(ea, grads, 1 - beta1)
+        torch._foreach_mul_(es, beta2)
+        torch._foreach_addcmul_(es, grads, grads, value=1 - beta2)
+        bc1 = 1 - beta1 ** step
+        bc2_sqrt = (1 - beta2 ** step) ** 0.5
+        denom = torch._foreach_sqrt(es)
+        torch._foreach_div_(denom, bc2_sqrt)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(pars, ea, denom, value=-lr / bc1)
+    elif t.momentum > 0:
+        bufs = [m1[j][:act] for j in live]
+        if step == 1:
+            torch._foreach_copy_(bufs, grads)
         else:
-            par.add_(grad, alpha=-lr)
-        p.grad = None
+            torch._foreach_mul_(bufs, t.momentum)
+            torch._foreach_add_(bufs, grads)
+        torch._foreach_add_(pars, bufs, alpha=-lr)
+    else:
+        torch._foreach_add_(pars, grads, alpha=-lr)
+    for j in live:
+        leaves[j].grad = None
