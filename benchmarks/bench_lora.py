@@ -6,8 +6,8 @@ clients' ranks drawn from {16, 8, 4} (r_max 16), Adam lr 0.01, batch 8, one loca
 sequences per client (the scenario's text data); and a smaller one (hidden 32, 2 blocks,
 intermediate 88, 16-token sequences, ranks 8/4/2) on the same data. Per-client training is the
 workload's peft path (one resident peft model, a client's adapters loaded, its own optimizer);
-batched trains the same K clients in batched passes (simulator/workloads/lora_batched.py). Timed alternately
-(per-client, batched, per-client, ...) in one process; the best of N repetitions is reported with
+batched trains the same K clients in batched passes (simulator/workloads/lora_batched.py).
+Timed alternately (per-client, batched, per-client, ...) in one process; the best of N repetitions is reported with
 the median beside it, on one torch thread (as in every actor).
 
     python -m benchmarks.bench_lora                # ~60 s on 2 cores (two models, 16 and 64)
