@@ -7,8 +7,8 @@ sequences per client (the scenario's text data); and a smaller one (hidden 32, 2
 intermediate 88, 16-token sequences, ranks 8/4/2) on the same data. Per-client training is the
 workload's peft path (one resident peft model, a client's adapters loaded, its own optimizer);
 batched trains the same K clients in batched passes (simulator/workloads/lora_batched.py).
-Timed alternately (per-client, batched, per-client, ...) in one process; the best of N repetitions is reported with
-the median beside it, on one torch thread (as in every actor).
+Timed alternately (per-client, batched, per-client, ...) in one process; the best of N
+repetitions is reported with the median beside it, on one torch thread (as in every actor).
 
     python -m benchmarks.bench_lora                # ~60 s on 2 cores (two models, 16 and 64)
     python -m benchmarks.bench_lora --clients 16,32,64 --reps 3 --models "h32 L2 seq16"
