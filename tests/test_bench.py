@@ -48,3 +48,27 @@ def test_plain_loop_reuses_one_model_and_matches_fedfleet():
     n = np.array([len(w._client_data(c)[1]) for c in ids], np.float64)
     avg = (finals.astype(np.float64) * n[:, None]).sum(0) / n.sum()
     np.testing.assert_allclose(plain.global_vec.numpy(), avg, atol=1e-6)
+
+
+def test_goals_are_collected_from_tables_and_notes():
+    """`make bench` repeats every goal a benchmark states (table rows with goal and status
+    columns, and note lines that say met / NOT met) in one list at the end."""
+    from benchmarks.run_all import goals
+
+    out = """### t
+| model | clients | per-client | speed-up | goal | status |
+|---|---|---|---|---|---|
+| tiny | 16 | 18.8 | 1.33 | >= 5x | NOT met |
+| tiny | 64 | 20.4 | 1.40 | >= 5x | NOT met |
+
+| measure | value |
+|---|---|
+| a goal-less table | 1 |
+
+- goal: batched >= 0.8x the bmm reference: worst 0.55x -> NOT met
+- a note without a verdict
+"""
+    got = goals(out)
+    assert got == ["tiny, 16 clients: speed-up 1.33; goal >= 5x -> NOT met",
+                   "tiny, 64 clients: speed-up 1.40; goal >= 5x -> NOT met",
+                   "goal: batched >= 0.8x the bmm reference: worst 0.55x -> NOT met"]
