@@ -36,7 +36,7 @@ class LocalExecutor:
 
     def evaluate_clients(self, flat: np.ndarray, client_ids: np.ndarray, seeds: np.ndarray,
                          steps: int) -> np.ndarray:
-        return self.workload.evaluate_clients(flat, client_ids, seeds, steps)  # type: ignore[no-any-return]
+        return self.workload.evaluate_clients(flat, client_ids, seeds, steps)
 
     def close(self) -> None:
         pass

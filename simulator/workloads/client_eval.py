@@ -55,7 +55,7 @@ def split_of(dataset: Any, cid: int) -> tuple[tuple[np.ndarray, np.ndarray],
     if split is None:
         raise FedFleetError("evaluation.clients_per_round: the workload's dataset holds no "
                             "per-client test split (client evaluation is off in this scenario)")
-    return split(int(cid))  # type: ignore[no-any-return]
+    return split(int(cid))
 
 
 def evaluate_clients(dataset: Any, flat: np.ndarray, client_ids: np.ndarray, seeds: np.ndarray,
