@@ -26,15 +26,12 @@ Columns (float64, NaN in rounds without client evaluation; ``clients_evaluated``
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from simulator.config.evaluation import CLIENT_EVAL, PERSONALIZE
 from simulator.core import rng as R
-
-if TYPE_CHECKING:
-    from simulator.loop.simulation import Simulation
 
 STATS = ("mean", "median", "p10", "worst10")
 COLUMNS = ("clients_evaluated",
@@ -87,7 +84,7 @@ def empty_row() -> dict[str, Any]:
 class ClientEvaluation:
     """Samples and evaluates clients for a simulation (``on`` is False when the block is off)."""
 
-    def __init__(self, sim: Simulation) -> None:
+    def __init__(self, sim: Any) -> None:  # a simulator.loop.simulation.Simulation
         self.sim = sim
         ev = sim.sc.evaluation
         self.cfg = ev

@@ -33,13 +33,15 @@ Tune = Callable[[np.ndarray, np.ndarray, np.ndarray, int], None]  # (x, y, plan,
 def step_plan(n: int, steps: int, batch: int, seed: int) -> np.ndarray:
     """[steps, batch] sample indices (-1 pads a short last batch of an epoch): epochs of
     permutations drawn from ``default_rng(seed)``, cut after ``steps`` rows."""
-    from simulator.workloads.mlp import batch_plan
-
     if n <= 0 or steps <= 0:
         return np.zeros((0, batch), np.int64)
+    g = np.random.default_rng(int(seed))
     per_epoch = -(-n // batch)
     epochs = -(-steps // per_epoch)
-    return batch_plan(n, epochs, batch, np.random.default_rng(int(seed)))[:steps]
+    plan = np.full((epochs, per_epoch * batch), -1, np.int64)
+    for e in range(epochs):  # as simulator/workloads/mlp.py batch_plan
+        plan[e, :n] = g.permutation(n)
+    return plan.reshape(epochs * per_epoch, batch)[:steps]
 
 
 def optimizer_for(params: list[torch.nn.Parameter], training: Any) -> torch.optim.Optimizer:
