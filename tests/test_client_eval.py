@@ -234,3 +234,24 @@ def test_validate_refuses_impossible_settings(tmp_path: Path, capsys: pytest.Cap
     lines = capsys.readouterr().err.splitlines()
     assert rc == 2, lines
     assert len(lines) == 1 and lines[0].startswith(f"fedfleet: error: {field}:"), lines
+
+
+# --- the run page: a client-accuracy band in the model-quality panel ------------------------------
+def test_run_page_accuracy_panel_draws_the_client_band() -> None:
+    from dashboards import figures as F
+
+    _, rec = _sim(3, evaluation=dict(EVAL, personalize_steps=3, client_every=2))
+    r = rec.rounds
+    fig = F.accuracy_figure(r)
+    band = [t for t in fig.data if t.name == "clients: worst 10% to median"]
+    low = [t for t in fig.data if t.name == "clients: worst 10%"]
+    pers = [t for t in fig.data if t.name == "clients fine-tuned: median"]
+    assert len(band) == len(low) == len(pers) == 2  # against time and against round
+    assert band[0].fill == "tonexty" and list(fig.data).index(band[0]) == \
+        list(fig.data).index(low[0]) + 1  # filled down to the worst-10 % line
+    evaluated = r[r["client_acc_median"].notna()]
+    np.testing.assert_allclose(band[1].y, evaluated["client_acc_median"])
+    np.testing.assert_allclose(low[1].y, evaluated["client_acc_worst10"])
+    np.testing.assert_array_equal(band[1].x, evaluated["round"])  # round 1: not evaluated
+    _, plain = _sim(1)
+    assert not [t for t in F.accuracy_figure(plain.rounds).data if "clients" in (t.name or "")]
