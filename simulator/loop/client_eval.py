@@ -91,17 +91,21 @@ class ClientEvaluation:
         self.on = bool(sim.real and ev.on)
         self.last: dict[str, Any] = {}  # the last evaluated round's ids and per-client table
         n_test = getattr(sim.dataset, "n_test", None)
-        self.eligible = (np.flatnonzero(np.asarray(n_test) >= 1) if self.on and n_test is not None
-                         else np.zeros(0, np.int64))
+        holds = (np.asarray(n_test) >= 1) if self.on and n_test is not None else np.zeros(0, bool)
+        # Every client holds out a sample (the usual case): draw from range(N), no id list
+        # (the same draw as from the list of all ids; O(k) memory on huge populations).
+        self.n_eligible = int(holds.sum())
+        self.eligible: np.ndarray | None = None if holds.all() else np.flatnonzero(holds)
 
     def due(self, rnd: int) -> bool:
         return self.on and rnd % self.cfg.client_every == 0
 
     def sample(self, rnd: int) -> np.ndarray:
         """Sorted ids of round ``rnd``'s evaluated clients."""
-        k = min(self.cfg.clients_per_round, self.eligible.size)
+        k = min(self.cfg.clients_per_round, self.n_eligible)
         g = R.stream(self.sim.sc.seed, CLIENT_EVAL, rnd)
-        return np.sort(g.choice(self.eligible, size=k, replace=False)).astype(np.int64)
+        pool = self.n_eligible if self.eligible is None else self.eligible
+        return np.sort(g.choice(pool, size=k, replace=False)).astype(np.int64)
 
     def seeds(self, rnd: int, ids: np.ndarray) -> np.ndarray:
         return np.array([R.int_seed(self.sim.sc.seed, PERSONALIZE, rnd, int(c)) for c in ids],
