@@ -381,7 +381,10 @@ class LLMWorkload:
                     count += yt.numel()
             return tot / max(count, 1), correct / max(count, 1)
 
-        flags, _, _ = self._job("lora" if self.state.lora is not None else "full", 0, 0, 0)
+        try:
+            flags, _, _ = self._job("lora" if self.state.lora is not None else "full", 0, 0, 0)
+        except InputError:  # nothing trainable in the global state: no personalisation
+            flags, steps = [False] * len(self.layout.slots), 0
         params = [s.param for s, f in zip(self.layout.slots, flags, strict=True) if f]
 
         def tune(x: np.ndarray, y: np.ndarray, plan: np.ndarray, seed: int) -> None:
