@@ -91,6 +91,7 @@ def accuracy_figure(rounds: pd.DataFrame) -> go.Figure:
                 x=x, y=r[col_name], name=name, mode="lines+markers" if len(r) == 1 else "lines",
                 line=line, legendgroup=col_name, showlegend=col == 1,
                 hovertemplate=f"{xfmt}<br>{name} %{{y:{fmt}}}<extra></extra>"), row=row, col=col)
+    _client_band(fig, rounds, div, unit)
     base_layout(fig, title, height=560)
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1)
     fig.update_yaxes(title_text="accuracy", row=1, col=1)
@@ -99,6 +100,36 @@ def accuracy_figure(rounds: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="round", col=2, row=2)
     fig.update_xaxes(col=2, **round_ticks(len(rounds)))
     return fig
+
+
+def _client_band(fig: go.Figure, rounds: pd.DataFrame, div: float, unit: str) -> None:
+    """Client-side evaluation (``evaluation.clients_per_round``): a band from the worst-10 %
+    to the median of the evaluated clients' held-out accuracy, and the personalised median."""
+    if not _has(rounds, "client_acc_worst10", "client_acc_median"):
+        return
+    r = A.thin_rounds(rounds[rounds["client_acc_median"].notna()])
+    if not len(r):
+        return
+    color, mode = "#59a14f", "lines+markers" if len(r) == 1 else "lines"
+    for col, x, xfmt in ((1, r["sim_end_s"] / div, f"%{{x:.2f}} {unit}"),
+                         (2, r["round"], "round %{x}")):
+        fig.add_trace(go.Scatter(
+            x=x, y=r["client_acc_worst10"], name="clients: worst 10%", mode=mode,
+            line={"color": color, "width": 1}, legendgroup="client_acc", showlegend=False,
+            hovertemplate=f"{xfmt}<br>clients' worst 10% %{{y:.1%}}<extra></extra>"),
+            row=1, col=col)
+        fig.add_trace(go.Scatter(
+            x=x, y=r["client_acc_median"], name="clients: worst 10% to median", mode=mode,
+            fill="tonexty", fillcolor="rgba(89, 161, 79, 0.2)", line={"color": color, "width": 1.5},
+            legendgroup="client_acc", showlegend=col == 1,
+            hovertemplate=f"{xfmt}<br>clients' median %{{y:.1%}}<extra></extra>"), row=1, col=col)
+        if "personalized_acc_median" in r and r["personalized_acc_median"].notna().any():
+            fig.add_trace(go.Scatter(
+                x=x, y=r["personalized_acc_median"], name="clients fine-tuned: median", mode=mode,
+                line={"color": color, "width": 1.5, "dash": "dash"}, legendgroup="personalized",
+                showlegend=col == 1,
+                hovertemplate=f"{xfmt}<br>fine-tuned median %{{y:.1%}}<extra></extra>"),
+                row=1, col=col)
 
 
 def round_time_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:

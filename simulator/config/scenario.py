@@ -19,6 +19,7 @@ from simulator.config.adversary import Adversary, adversary_problems
 from simulator.config.base import PART_NAME, PluginParams
 from simulator.config.base import Strict as _Strict
 from simulator.config.dynamics import Capacity, Dynamics, Estimates, TraceFleet
+from simulator.config.evaluation import Evaluation, evaluation_problems
 from simulator.config.hierarchy import Hierarchy, hierarchy_problems
 from simulator.config.model import (  # noqa: F401  (re-exported)
     ClockProxy,
@@ -243,6 +244,9 @@ class Scenario(_Strict):
     capacity: Capacity = Field(Capacity(), description="shared server/edge/split capacity")
     estimates: Estimates = Field(Estimates(), description="what selectors and planners know")
     adversary: Adversary | None = Field(None, description="Byzantine clients and their attack")
+    evaluation: Evaluation = Field(Evaluation(), description=(
+        "client-side evaluation on each client's held-out split and fine-tune personalisation "
+        "(docs/strategies.md)"))
 
     @model_validator(mode="after")
     def _cross(self) -> Scenario:
@@ -373,6 +377,7 @@ def _check_references(sc: Scenario) -> list[str]:
     lines += part_problems(sc)
     lines += privacy_problems(sc, known) + hierarchy_problems(sc, known)
     lines += adversary_problems(sc)
+    lines += evaluation_problems(sc)
     return lines
 
 

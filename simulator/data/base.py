@@ -160,7 +160,9 @@ def build_dataset(scenario: Any, population_size: int) -> FederatedDataset:
     if len(ds.n_samples) != population_size:
         raise InputError("data.dataset", f"dataset '{d.dataset}' gave {len(ds.n_samples)} "
                          f"client sizes for {population_size} clients")
-    return ds
+    from simulator.data.client_split import with_client_split
+
+    return with_client_split(ds, scenario)  # held-out splits when clients evaluate
 
 
 def build_run_dataset(scenario: Any, population_size: int) -> Any:

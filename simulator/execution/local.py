@@ -34,5 +34,9 @@ class LocalExecutor:
     def evaluate(self, flat: np.ndarray) -> tuple[float, float]:
         return self.workload.evaluate(flat)
 
+    def evaluate_clients(self, flat: np.ndarray, client_ids: np.ndarray, seeds: np.ndarray,
+                         steps: int) -> np.ndarray:
+        return self.workload.evaluate_clients(flat, client_ids, seeds, steps)
+
     def close(self) -> None:
         pass

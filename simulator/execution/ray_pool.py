@@ -49,6 +49,10 @@ def _host_class():  # type: ignore[no-untyped-def]
         def evaluate(self, flat: np.ndarray) -> tuple[float, float]:
             return self.workload.evaluate(flat)
 
+        def evaluate_clients(self, flat: np.ndarray, client_ids: np.ndarray, seeds: np.ndarray,
+                             steps: int) -> np.ndarray:
+            return self.workload.evaluate_clients(flat, client_ids, seeds, steps)
+
         def pid(self) -> int:
             return os.getpid()
 
@@ -273,6 +277,42 @@ class RayExecutor:
             except self.ray.exceptions.RayActorError:
                 self.actors[0] = self._spawn()
         raise FedFleetError("executor: evaluation actor keeps failing")
+
+    def evaluate_clients(self, flat: np.ndarray, client_ids: np.ndarray, seeds: np.ndarray,
+                         steps: int) -> np.ndarray:
+        """Each client evaluates on the actor that hosts it (client c on actor c % n); only the
+        ``[n, 4]`` scalars come back, in the order of ``client_ids``."""
+        ray = self.ray
+        ids = np.asarray(client_ids, np.int64)
+        seeds = np.asarray(seeds)
+        ref = ray.put(flat)
+        owner = ids % self.n_actors
+        parts = {a: np.flatnonzero(owner == a) for a in range(self.n_actors)}
+        parts = {a: ix for a, ix in parts.items() if ix.size}
+        out = np.full((len(ids), 4), np.nan)
+
+        def call(a: int) -> Any:
+            ix = parts[a]
+            return self.actors[a].evaluate_clients.remote(ref, ids[ix], seeds[ix], int(steps))
+
+        pending = {a: call(a) for a in parts}
+        while pending:
+            a, fut = next(iter(pending.items()))
+            try:
+                out[parts[a]] = ray.get(fut)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError,
+                    ray.exceptions.ActorUnavailableError) as exc:
+                if self.retries_used >= self.max_retries:
+                    raise FedFleetError(
+                        f"executor: actor {a} failed in client evaluation and executor."
+                        f"max_retries ({self.max_retries}) is exhausted ({type(exc).__name__})"
+                    ) from None
+                self.retries_used += 1
+                self.actors[a] = self._spawn()
+                pending[a] = call(a)
+                continue
+            del pending[a]
+        return out
 
     def close(self) -> None:
         for a in self.actors:

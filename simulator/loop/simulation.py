@@ -172,6 +172,9 @@ class Simulation:
         self.next_round = 0
         self.accuracy: float | None = None
         self.trigger = parts.trigger_cls(self)
+        from simulator.loop.client_eval import ClientEvaluation
+
+        self.client_eval = ClientEvaluation(self)  # evaluation: block (off by default)
 
     @property
     def privacy(self) -> Any:
@@ -195,7 +198,8 @@ class Simulation:
         return self.executor.evaluate(self.global_flat)
 
     def step(self, recorder: Any) -> RoundReport:
-        report: RoundReport = self.trigger.step(recorder)
+        # client evaluation adds its columns to the round's row, whatever the trigger
+        report: RoundReport = self.trigger.step(self.client_eval.wrap(recorder))
         for cb in self.callbacks:
             hook = getattr(cb, "on_round_end", None)
             if hook is not None:

@@ -355,6 +355,54 @@ class LLMWorkload:
                 for res, r in zip(got, rk, strict=True)]
 
     # --- evaluation -----------------------------------------------------------------------------
+    def evaluate_clients(self, flat: np.ndarray, client_ids: np.ndarray, seeds: np.ndarray,
+                         steps: int) -> np.ndarray:
+        """Each client's held-out token loss and accuracy, before and after ``steps`` fine-tuning
+        steps of the global state's tensors (adapters with LoRA, else its base tensors); see
+        simulator/workloads/client_eval.py."""
+        from simulator.workloads import client_eval as CE
+
+        def score(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+            tot = correct = 0.0
+            count = 0
+            with torch.no_grad():
+                for s in range(0, len(y), EVAL_BATCH):
+                    yt = torch.from_numpy(y[s:s + EVAL_BATCH])
+                    logits = self.model(input_ids=torch.from_numpy(x[s:s + EVAL_BATCH])).logits
+                    tot += float(nn.functional.cross_entropy(logits.transpose(1, 2), yt,
+                                                             reduction="sum"))
+                    correct += float((logits.argmax(-1) == yt).sum())
+                    count += yt.numel()
+            return tot / max(count, 1), correct / max(count, 1)
+
+        try:
+            flags, _, _ = self._job("lora" if self.state.lora is not None else "full", 0, 0, 0)
+        except InputError:  # nothing trainable in the global state: no personalisation
+            flags, steps = [False] * len(self.layout.slots), 0
+        params = [s.param for s, f in zip(self.layout.slots, flags, strict=True) if f]
+
+        def tune(x: np.ndarray, y: np.ndarray, plan: np.ndarray, seed: int) -> None:
+            xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+            def loss_of(idx: torch.Tensor) -> torch.Tensor:
+                logits = self.model(input_ids=xt[idx]).logits
+                return nn.functional.cross_entropy(logits.transpose(1, 2), yt[idx])
+
+            set_trainable(self._named, lambda n: False)
+            for p in params:
+                p.requires_grad_(True)
+            self.model.train()
+            try:
+                CE.run_steps(params, plan, self.train_cfg, loss_of)
+            finally:
+                self.model.eval()
+                for p in params:
+                    p.requires_grad_(False)
+                    p.grad = None
+
+        return CE.evaluate_clients(self.dataset, flat, client_ids, seeds, steps,
+                                   self.train_cfg.batch_size, self._load, score, tune)
+
     def evaluate(self, flat: np.ndarray) -> tuple[float, float]:
         """(next-token accuracy, mean cross-entropy per token) on the held-out sequences."""
         self._load(flat)

@@ -134,6 +134,36 @@ class MLPWorkload:
             acc = (logits.argmax(1).numpy() == y).mean()
         return float(acc), float(loss)
 
+    def evaluate_clients(self, flat: np.ndarray, client_ids: np.ndarray, seeds: np.ndarray,
+                         steps: int) -> np.ndarray:
+        """Each client's held-out loss and accuracy, before and after ``steps`` fine-tuning
+        steps (simulator/workloads/client_eval.py)."""
+        from simulator.workloads import client_eval as CE
+
+        model, params = self.model, list(self.model.parameters())
+
+        def load(f: np.ndarray) -> None:
+            nn.utils.vector_to_parameters(torch.from_numpy(f.astype(np.float32)), params)
+
+        def score(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+            return CE.classifier_score(model, torch.from_numpy(np.asarray(x, np.float32)),
+                                       torch.from_numpy(np.asarray(y, np.int64)),
+                                       lambda lg, yb: nn.functional.cross_entropy(
+                                           lg, yb, reduction="none"))
+
+        def tune(x: np.ndarray, y: np.ndarray, plan: np.ndarray, seed: int) -> None:
+            xt = torch.from_numpy(np.asarray(x, np.float32))
+            yt = torch.from_numpy(np.asarray(y, np.int64))
+            CE.run_steps(params, plan, self.scenario.training,
+                         lambda idx: nn.functional.cross_entropy(model(xt[idx]), yt[idx]))
+
+        try:
+            return CE.evaluate_clients(self.dataset, flat, client_ids, seeds, steps, self.batch,
+                                       load, score, tune)
+        finally:
+            for p in params:
+                p.grad = None
+
     # --- training -------------------------------------------------------------------------------
     def _client_data(self, cid: int) -> tuple[np.ndarray, np.ndarray]:
         """A client's shard, kept resident in this host up to CACHE_BYTES (then regenerated).

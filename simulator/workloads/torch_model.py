@@ -226,6 +226,41 @@ class TorchModelWorkload:
         n = max(len(y), 1)
         return correct / n, tot / n
 
+    def evaluate_clients(self, flat: np.ndarray, client_ids: np.ndarray, seeds: np.ndarray,
+                         steps: int) -> np.ndarray:
+        """Each client's held-out loss and accuracy, before and after ``steps`` fine-tuning
+        steps (simulator/workloads/client_eval.py)."""
+        from simulator.workloads import client_eval as CE
+
+        model, dev = self.model, self.device
+
+        def y_of(y: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(y, np.int64)).to(dev)
+
+        def score(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+            model.eval()
+            return CE.classifier_score(model, self._x(x), y_of(y),
+                                       lambda lg, yb: _per_sample(self.loss, lg, yb), EVAL_BATCH)
+
+        def tune(x: np.ndarray, y: np.ndarray, plan: np.ndarray, seed: int) -> None:
+            xt, yt = self._x(x), y_of(y)
+            params = [p for p in model.parameters() if p.requires_grad]
+            model.train()
+
+            def loss_of(idx: torch.Tensor) -> torch.Tensor | None:
+                if self.bn and len(idx) < 2:  # batch norm needs two samples
+                    return None
+                idx = idx.to(dev)
+                return _per_sample(self.loss, model(xt[idx]), yt[idx]).mean()
+
+            CE.run_steps(params, plan, self.scenario.training, loss_of)
+
+        try:
+            return CE.evaluate_clients(self.dataset, flat, client_ids, seeds, steps, self.batch,
+                                       self._load, score, tune)
+        finally:
+            model.eval()
+
     # --- training -------------------------------------------------------------------------------
     def _train_one(self, global_flat: np.ndarray, x: np.ndarray, y: np.ndarray, seed: int
                    ) -> tuple[np.ndarray, float, float]:
