@@ -24,9 +24,9 @@ import numpy as np
 from simulator import FedFleetError, InputError
 from simulator.aggregation.adversary import adversary_step
 from simulator.aggregation.chain import ServerChain
-from simulator.aggregation.strategy import build_strategy
+from simulator.aggregation.strategy import build_strategy, strategy_name
 from simulator.config.scenario import Scenario
-from simulator.core.registry import TRIGGERS
+from simulator.core.registry import STRATEGIES, TRIGGERS, declared
 from simulator.data import build_dataset
 from simulator.fleet.availability import AvailabilityIndex
 from simulator.fleet.dynamics import FleetDynamics, configure_population
@@ -117,6 +117,8 @@ class Parts:
 
 # Workloads that apply a strategy's client-side hook (ClientTraining) in their local steps.
 CLIENT_TRAINING_MODELS = ("mlp", "custom", "cnn", "resnet18", "mobilenet_v2")
+# ... and those that also keep a per-client state for it (SCAFFOLD's control variates).
+CLIENT_STATE_MODELS = ("mlp",)
 
 
 def build_parts(sc: Scenario) -> Parts:
@@ -132,6 +134,12 @@ def build_parts(sc: Scenario) -> Parts:
         raise InputError("aggregation.strategy", f"'{sc.strategy}' changes local training, "
                          f"which model.kind '{sc.model.kind}' does not support yet (allowed: "
                          f"{', '.join(CLIENT_TRAINING_MODELS)})")
+    name = strategy_name(sc)
+    if (sc.mode == "real" and name in STRATEGIES and sc.model.kind not in CLIENT_STATE_MODELS
+            and "client_state" in declared(STRATEGIES.entry(name), "needs")):
+        raise InputError("aggregation.strategy", f"'{name}' keeps a state per client (control "
+                         f"variates), which model.kind '{sc.model.kind}' does not support yet "
+                         f"(allowed: {', '.join(CLIENT_STATE_MODELS)})")
     return Parts(pop, dataset, planner, selector, battery_for(pop, sc), chain,
                  TRIGGERS.load(sc.trigger))
 

@@ -178,6 +178,9 @@ class LLMWorkload:
         self.last_stats: dict[int, dict[str, float]] = {}
         # batched LoRA clients (lora_batched.py) when executor.batched_lora; set by the builder
         self.batched = False
+        # robust rules read every individual update (strategy declares needs:client_updates);
+        # set by the builder
+        self.keep_updates = False
 
     # --- state ------------------------------------------------------------------------------
     def initial_state(self) -> np.ndarray:
@@ -321,6 +324,7 @@ class LLMWorkload:
         cols = {k: np.asarray(a.get(k, np.zeros(n)), np.int64) for k in ("rank", "blocks", "cut")}
         self.last_stats = {}
         batched = self._train_batched(global_flat, jobs, kinds, cols["rank"])
+        kept: list[np.ndarray] = []  # individual updates, for rules that read each one
         for j, cid in enumerate(jobs.client_ids):
             cid = int(cid)
             res = batched[j] if batched else self.train_client(
@@ -335,6 +339,10 @@ class LLMWorkload:
             res.stats["upload_bytes"] = nbytes
             self.last_stats[cid] = res.stats
             part.add_client(cid, delta, weight, res.n, res.loss, res.loss_sq, mask=res.trained)
+            if self.keep_updates:
+                kept.append(delta * res.trained)
+        if self.keep_updates:
+            part.updates = np.stack(kept) if kept else np.zeros((0, self.n_params))
         part.wall_s = time.perf_counter() - t0
         return part
 

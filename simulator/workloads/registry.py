@@ -183,6 +183,9 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
                      update_hook=make_update_hook(scenario))
     # batched LoRA clients (lora_batched.py): opt-in, executor.batched_lora
     wl.batched = bool(scenario.executor.batched_lora)
+    from simulator.aggregation.strategy import needs_client_updates
+
+    wl.keep_updates = needs_client_updates(scenario)
     return wl
 
 

@@ -177,6 +177,10 @@ class TorchModelWorkload:
         self.device = pick_device(scenario)
         self.update_hook = make_update_hook(scenario)
         self.client_training = client_training_for(scenario)
+        from simulator.aggregation.strategy import needs_client_updates
+
+        # robust rules read every individual update (strategy declares needs:client_updates)
+        self.keep_updates = needs_client_updates(scenario)
         torch.manual_seed(rngmod.int_seed(scenario.seed, rngmod.INIT))
         self.model, self.loss = build(self.input_shape, int(self.dataset.n_classes))
         self.model.to(self.device)
@@ -303,6 +307,7 @@ class TorchModelWorkload:
         t0 = time.perf_counter()
         part = Partial.empty(self.n_params)
         g64 = global_flat.astype(np.float64)
+        kept: list[np.ndarray] = []  # individual updates, for rules that read each one
         for cid, seed in zip(jobs.client_ids, jobs.seeds, strict=True):
             x, y = self.dataset.client_data(int(cid))
             final, loss, loss_sq = self._train_one(global_flat, x, y, int(seed))
@@ -310,9 +315,15 @@ class TorchModelWorkload:
             if self.update_hook is None:
                 part = part.merge(group_partial(np.array([cid]), [final], g64, n, [loss],
                                                 [loss_sq]))
+                if self.keep_updates:
+                    kept.append(final.astype(np.float64) - g64)
                 continue
             delta, w = self.update_hook(jobs.round, int(cid), final.astype(np.float64) - g64,
                                         float(n[0]))
             part.add_client(int(cid), delta, w, int(n[0]), loss, loss_sq)
+            if self.keep_updates:
+                kept.append(delta)
+        if self.keep_updates:
+            part.updates = np.stack(kept) if kept else np.zeros((0, self.n_params))
         part.wall_s = time.perf_counter() - t0
         return part
