@@ -47,6 +47,17 @@ class ClockProxy(_Strict):
         return self
 
 
+class Downlink(_Strict):
+    """Encoding of the global model sent down (docs/large-models.md 'Downlink'): int8/int4
+    block-quantize every element that goes down, with one scale per ``block_size`` elements; in
+    real mode the client trains from the dequantized values."""
+
+    method: Literal["none", "int8", "int4"] = Field("none", description=(
+        "none: elements at their dtype; int8/int4: 1 or 0.5 byte per element + scales"))
+    block_size: int = Field(64, ge=1, le=1 << 20, description="elements per scale")
+    scale_bytes: float = Field(2.0, ge=0, le=8, description="bytes per block scale")
+
+
 class Compression(_Strict):
     """Upload encoding of client updates (docs/large-models.md): int8/int4 add one scale per
     ``block_size`` elements; top-k sends ``topk_fraction`` of elements as (value, index)."""
@@ -124,12 +135,26 @@ class WorkloadSettings(_Strict):
     split_server_flops_per_s: float = Field(2e12, gt=0, le=1e18, description="per split client")
     width_rates: tuple[float, ...] = Field((1.0, 0.5, 0.25, 0.125), min_length=1)
     activation_checkpointing: bool = False
-    base_quantization: Literal["none", "int8", "nf4", "fp4"] = Field("none", description=(
-        "storage of the frozen base's block linear layers on a LoRA device (QLoRA-style, "
-        "bitsandbytes): int8 1 byte/param, nf4/fp4 0.5 byte/param + one fp32 scale per 64 "
-        "weights; embeddings, norms and lm_head stay at model.dtype_bytes; memory only (what "
-        "is downloaded and trained on is unchanged); docs/clock.md 'Published validation "
-        "targets'"))
+    base_quantization: (Literal["none", "int8", "nf4", "fp4", "auto"]
+                        | tuple[Literal["none", "int8", "nf4", "fp4"], ...]) = Field(
+        "none", description=(
+            "storage of the frozen base's block linear layers on a LoRA device (QLoRA-style, "
+            "bitsandbytes): int8 1 byte/param, nf4/fp4 0.5 byte/param + one fp32 scale per 64 "
+            "weights; embeddings, norms and lm_head stay at model.dtype_bytes; costs one "
+            "dequantized layer of workspace and the dequantization FLOPs. A list (or auto: "
+            "[none, int8, nf4]) lets the planner take, per device, the first that makes LoRA "
+            "fit (clients.parquet column base_quantization); downloads stay at "
+            "model.dtype_bytes unless model.workloads.downlink says otherwise; "
+            "docs/large-models.md 'Precisions'"))
+    activation_dtype_bytes: float | None = Field(None, gt=0, le=8, description=(
+        "bytes per activation element (compute dtype): activation memory scales from the "
+        "16-bit formulas by this/2 and split traffic is sent at it; unset: activations as "
+        "16-bit and split traffic at model.dtype_bytes (earlier versions)"))
+    update_dtype_bytes: float | None = Field(None, gt=0, le=8, description=(
+        "bytes per trained parameter (adapters, their gradients, dense uploads and adapter "
+        "downloads); unset: model.dtype_bytes"))
+    downlink: Downlink = Field(Downlink(), description=(
+        "encoding of what the server sends down (base, changed blocks, adapters)"))
     require_deadline: bool = True
     base_cached: bool = True
     compression: Compression = Compression()

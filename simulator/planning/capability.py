@@ -34,6 +34,7 @@ from simulator.fleet.population import Population
 from simulator.planning import llm_cost as C
 from simulator.planning.base import Plan
 from simulator.planning.options import DEFAULT_TARGETS, Option, option_context  # noqa: F401
+from simulator.planning.precision import precisions
 
 CHUNK = 16384  # clients planned at once
 
@@ -71,6 +72,9 @@ class CapabilityPlanner:
                                        ("cut", np.int64), ("width", np.float64),
                                        ("trainable_params", np.float64))}
         self.order = w.order
+        # base storage per option, a clients.parquet column when the scenario sets one
+        self.base_quant = np.array([o.base_quant for o in self.options], dtype=object)
+        self.says_quant = precisions(scenario).chooses_base
         # Kinds declaring pick:fastest take their admissible option with the least time.
         self.fastest = {k for k in w.order if "fastest" in declared(WORKLOADS.entry(k), "pick")}
         self.require_deadline = w.require_deadline
@@ -245,5 +249,7 @@ class CapabilityPlanner:
             "meets_deadline": ~none & np.where(none, False, in_time[j, cols]),
             **extra,
         }
+        if self.says_quant:  # what the device stores its frozen base in (none: not quantized)
+            columns["base_quantization"] = np.where(none, "none", self.base_quant[j]).astype(object)
         kind = np.where(none, "none", self.kinds[j]).astype(object)
         return Plan(cost, none, kind, columns)

@@ -41,7 +41,10 @@ class MLPKind:
         if p is not None and p.params is None:
             out.append("model.clock_proxy: kind 'mlp' is charged as a dense model: give params "
                        "and train_flops_per_sample (preset/config are for transformers)")
-        return out + rule_problems(self.scenario, planner=False)
+        from simulator.planning.precision import precision_problems
+
+        return (out + rule_problems(self.scenario, planner=False)
+                + precision_problems(self.scenario, transformer=False))
 
     def planner(self, population: Any, n_features: int, n_classes: int) -> Any:
         from simulator.planning.base import FullModelPlanner
@@ -78,7 +81,10 @@ class TransformerKind:
                 from simulator.config.llm import check_model as check
 
                 out += [f"model.clock_proxy.{x}" for x in check(proxy_model(m))]
-        return out + rule_problems(self.scenario, planner=True)
+        from simulator.planning.precision import precision_problems
+
+        return (out + rule_problems(self.scenario, planner=True)
+                + precision_problems(self.scenario, transformer=True))
 
     def planner(self, population: Any, n_features: int, n_classes: int) -> Any:
         from simulator.config.llm import closed_form_spec
@@ -210,7 +216,10 @@ class TorchKind:
         if p is not None and p.params is None:
             out.append(f"model.clock_proxy: kind '{m.kind}' is charged as a dense model: give "
                        "params and train_flops_per_sample (preset/config are for transformers)")
-        return out + rule_problems(self.scenario, planner=False)
+        from simulator.planning.precision import precision_problems
+
+        return (out + rule_problems(self.scenario, planner=False)
+                + precision_problems(self.scenario, transformer=False))
 
     def measure(self, n_features: int, n_classes: int) -> Any:
         """The model's measured costs (torch; the dataset gives the input shape)."""
