@@ -182,11 +182,29 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
     t = scenario.training
     train = TrainConfig(t.epochs, t.batch_size, t.lr, t.optimizer, t.momentum)
     state = state_config(m.workloads, family, int(cfg["num_hidden_layers"]))
-    comp = CompressionSpec.from_settings(m.workloads.compression, m.dtype_bytes)
+    from simulator.planning.precision import precisions
     from simulator.privacy import make_update_hook
 
-    wl = LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=m.dtype_bytes,
-                     update_hook=make_update_hook(scenario))
+    prec, dl = precisions(scenario), m.workloads.downlink
+    wl: LLMWorkload
+    comp = CompressionSpec.from_settings(m.workloads.compression, prec.update)
+    if dl.method != "none":  # clients train from the dequantized global (downlink.py)
+        from simulator.workloads.downlink import DownlinkLLMWorkload
+
+        wl = DownlinkLLMWorkload(cfg, dataset, train, state, scenario.seed, comp,
+                                 wire_bytes=prec.wire, update_hook=make_update_hook(scenario))
+        wl.downlink = dl
+    else:
+        wl = LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=prec.wire,
+                         update_hook=make_update_hook(scenario))
+    if dl.method != "none" and not m.workloads.base_cached:
+        from simulator.workloads.downlink import quantize_frozen_
+
+        quantize_frozen_(wl, dl)
+    if prec.base_choices[0] != "none":  # one method in real mode (validate refuses a list)
+        from simulator.workloads.precision import quantize_base_
+
+        quantize_base_(wl.model, prec.base_choices[0])
     # batched LoRA clients (lora_batched.py): opt-in, executor.batched_lora
     wl.batched = bool(scenario.executor.batched_lora)
     return wl
