@@ -143,3 +143,24 @@ def test_validate_refuses_what_cannot_run() -> None:
     real = scenario(base_quantization="auto").model_copy(update={"mode": "real"})
     (line,) = TransformerKind(real).problems()
     assert line.startswith("model.workloads.base_quantization: real mode trains one base")
+
+
+def test_downlink_delta_bytes_by_hand() -> None:
+    """A cached base: a LoRA client downloads only what changed, the adapters and the top 2
+    blocks the partial clients train, here int8 with a 2-byte scale per 64 elements; without
+    the cache, the whole model at bf16."""
+    block = 4 * H * H + 3 * H * F + 2 * H  # attention, MLP, two RMSNorms
+    changed = 2 * block
+    assert changed == 404_766_720
+    int8 = (changed + -(-changed // 64) * 2) + (ADAPTERS + -(-ADAPTERS // 64) * 2)
+    assert int8 == 421_741_056
+
+    def lora(**kw: object) -> object:
+        sc = scenario(order=["lora", "partial"], partial_blocks=[2], **kw)
+        return CapabilityPlanner(sc).options[0]
+    assert lora(downlink={"method": "int8"}).download_bytes == int8
+    assert lora().download_bytes == (changed + ADAPTERS) * 2 == 817_922_048
+    assert lora(base_cached=False).download_bytes == TOTAL * 2 + ADAPTERS * 2
+    nocache4 = lora(base_cached=False, downlink={"method": "int4"}).download_bytes
+    assert nocache4 == (TOTAL * 0.5 + -(-TOTAL // 64) * 2) + (ADAPTERS * 0.5
+                                                              + -(-ADAPTERS // 64) * 2)
