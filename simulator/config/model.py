@@ -58,6 +58,30 @@ class Downlink(_Strict):
     scale_bytes: float = Field(2.0, ge=0, le=8, description="bytes per block scale")
 
 
+class Pruning(_Strict):
+    """Pruning of the global model's block linear weights (docs/large-models.md 'Pruning'):
+    what a device downloads, stores and (structured only) computes with."""
+
+    method: Literal["none", "magnitude", "structured"] = Field("none", description=(
+        "magnitude: unstructured, the smallest |w| of each weight matrix (sparse encoding, "
+        "dense kernels: no FLOP saving); structured: whole output rows of least L1 norm "
+        "(smaller dense matrices: FLOPs scale with density)"))
+    densities: tuple[float, ...] = Field((1.0,), min_length=1, description=(
+        "fractions of block-linear weights kept, densest first: the planner gives each device "
+        "the densest that fits (a device class shares its memory, so per class); clients.parquet "
+        "column density. Real mode: one density"))
+    index_bytes: float = Field(4.0, gt=0, le=8, description=(
+        "bytes per sparse index (values + indices encoding; a bitmap is 1 bit per weight)"))
+
+    @model_validator(mode="after")
+    def _densities(self) -> Pruning:
+        if any(not 0 < d <= 1 for d in self.densities):
+            raise ValueError("densities: fractions in (0, 1]")
+        if self.method == "none" and self.densities != (1.0,):
+            raise ValueError("densities: give a method (magnitude or structured) to prune")
+        return self
+
+
 class Compression(_Strict):
     """Upload encoding of client updates (docs/large-models.md): int8/int4 add one scale per
     ``block_size`` elements; top-k sends ``topk_fraction`` of elements as (value, index)."""
@@ -153,6 +177,8 @@ class WorkloadSettings(_Strict):
     update_dtype_bytes: float | None = Field(None, gt=0, le=8, description=(
         "bytes per trained parameter (adapters, their gradients, dense uploads and adapter "
         "downloads); unset: model.dtype_bytes"))
+    pruning: Pruning = Field(Pruning(), description=(
+        "pruning of the global model (block linear weights), for download, memory and compute"))
     downlink: Downlink = Field(Downlink(), description=(
         "encoding of what the server sends down (base, changed blocks, adapters)"))
     require_deadline: bool = True

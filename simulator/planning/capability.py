@@ -75,6 +75,8 @@ class CapabilityPlanner:
         # base storage per option, a clients.parquet column when the scenario sets one
         self.base_quant = np.array([o.base_quant for o in self.options], dtype=object)
         self.says_quant = precisions(scenario).chooses_base
+        self.density = np.array([o.density for o in self.options], np.float64)
+        self.says_density = w.pruning.method != "none"
         # Kinds declaring pick:fastest take their admissible option with the least time.
         self.fastest = {k for k in w.order if "fastest" in declared(WORKLOADS.entry(k), "pick")}
         self.require_deadline = w.require_deadline
@@ -251,5 +253,7 @@ class CapabilityPlanner:
         }
         if self.says_quant:  # what the device stores its frozen base in (none: not quantized)
             columns["base_quantization"] = np.where(none, "none", self.base_quant[j]).astype(object)
+        if self.says_density:  # share of block linear weights kept (pruning)
+            columns["density"] = np.where(none, 1.0, self.density[j])
         kind = np.where(none, "none", self.kinds[j]).astype(object)
         return Plan(cost, none, kind, columns)

@@ -18,11 +18,13 @@ from simulator.planning import memory as M
 from simulator.planning.ops import llama_ops_per_step
 from simulator.planning.precision import (
     Precisions,
+    base_saving,
     dequant_flops_per_token,
     down_bytes,
     lora_memory,
     precisions,
 )
+from simulator.planning.pruning import kept_weights, saved_flops_per_token
 
 DEFAULT_TARGETS = {"llama": ("q_proj", "v_proj"), "gpt2": ("c_attn",), "bert": ("query", "value")}
 
@@ -46,6 +48,7 @@ class Option:
     ops_per_step: float = 0.0  # tensor operations a step dispatches (planning/ops.py; 0: not
     #                            counted, charged the per-step overhead only)
     base_quant: str = "none"  # storage of the frozen base (planning/precision.py)
+    density: float = 1.0  # share of block linear weights kept (planning/pruning.py)
 
 
 @dataclass(frozen=True)
@@ -134,10 +137,24 @@ def full(ctx: OptionContext) -> list[Option]:
     """The whole model."""
     spec, m, comp = ctx.spec, ctx.sc.model, ctx.sc.model.workloads.compression
     P, L, db = spec.total_params, spec.num_layers, m.dtype_bytes
-    return [Option("full", M.peak_bytes(P, P, db, ctx.opt, ctx.acts_all, ctx.logits), P,
-                   C.full_flops_per_token(spec, m.seq_len) + ctx.rc(L), ctx.down(P, db),
-                   float(C.upload_bytes(P, ctx.p.update, comp)),
-                   ops_per_step=ops_per_step(ctx, "full"))]
+    pr = ctx.sc.model.workloads.pruning
+    out = [Option("full", M.peak_bytes(P, P, db, ctx.opt, ctx.acts_all, ctx.logits), P,
+                  C.full_flops_per_token(spec, m.seq_len) + ctx.rc(L), ctx.down(P, db),
+                  float(C.upload_bytes(P, ctx.p.update, comp)),
+                  ops_per_step=ops_per_step(ctx, "full"), density=d)
+           for d in sorted(set(pr.densities), reverse=True) if d >= 1.0]
+    # a pruned model, its mask fixed this round
+    for d in (d for d in sorted(set(pr.densities), reverse=True) if d < 1.0):
+        k = kept_weights(spec, pr, d)
+        n = P - k.weights + k.kept  # parameters held, trained and sent (values only: the
+        #                             server made the mask)
+        out.append(Option(
+            "full", M.peak_bytes(n, n, db, ctx.opt, ctx.acts_all, ctx.logits) + k.position_bytes,
+            n, C.full_flops_per_token(spec, m.seq_len) + ctx.rc(L)
+            - saved_flops_per_token(k, pr.method == "structured", 3.0),
+            ctx.down(n, db) + k.position_bytes, float(C.upload_bytes(n, ctx.p.update, comp)),
+            ops_per_step=ops_per_step(ctx, "full"), density=d))
+    return out
 
 
 def lora(ctx: OptionContext) -> list[Option]:
@@ -146,19 +163,29 @@ def lora(ctx: OptionContext) -> list[Option]:
     spec, m, w, p = ctx.spec, ctx.sc.model, ctx.sc.model.workloads, ctx.p
     P, L, db = spec.total_params, spec.num_layers, m.dtype_bytes
     b, ck = ctx.sc.training.batch_size, w.activation_checkpointing
+    pr = w.pruning
     out = []
     for r in sorted(set(w.lora_ranks), reverse=True):
         pl = spec.lora_params(r, ctx.targets)
         for q in p.base_choices:
-            mem = lora_memory(P, pl, p, ctx.opt, ctx.acts_all, ctx.logits)
-            fpt = C.lora_flops_per_token(spec, m.seq_len, pl) + ctx.rc(L)
-            if q != "none":  # a QLoRA device holds a 4- or 8-bit frozen base
-                mem -= M.quantized_base_saving(spec, db, q)
-                fpt += dequant_flops_per_token(spec, q, m.seq_len, b, ck)
-            out.append(Option("lora", mem, pl, fpt,
-                              ctx.base_down + changed_base_bytes(ctx) + ctx.down(pl, p.update),
-                              float(C.upload_bytes(pl, p.update, w.compression)),
-                              rank=r, ops_per_step=ops_per_step(ctx, "lora"), base_quant=q))
+            for d in sorted(set(pr.densities), reverse=True):
+                mem = lora_memory(P, pl, p, ctx.opt, ctx.acts_all, ctx.logits)
+                fpt = C.lora_flops_per_token(spec, m.seq_len, pl) + ctx.rc(L)
+                base_down = ctx.base_down
+                if q != "none" or d < 1.0:  # a QLoRA device holds a 4- or 8-bit frozen base
+                    mem -= base_saving(spec, db, q, d, pr)
+                if q != "none":
+                    fpt += dequant_flops_per_token(spec, q, m.seq_len, b, ck)
+                if d < 1.0:  # a pruned base: fewer FLOPs (structured), fewer bytes down
+                    k = kept_weights(spec, pr, d)
+                    fpt -= saved_flops_per_token(k, pr.method == "structured", 2.0 + ck)
+                    if not w.base_cached:
+                        base_down = ctx.down(P - k.weights + k.kept, db) + k.position_bytes
+                out.append(Option("lora", mem, pl, fpt,
+                                  base_down + changed_base_bytes(ctx) + ctx.down(pl, p.update),
+                                  float(C.upload_bytes(pl, p.update, w.compression)),
+                                  rank=r, ops_per_step=ops_per_step(ctx, "lora"), base_quant=q,
+                                  density=d))
     return out
 
 

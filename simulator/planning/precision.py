@@ -116,7 +116,8 @@ def precision_problems(sc: Any, transformer: bool) -> list[str]:
     set_here = {"model.workloads.base_quantization": p.chooses_base,
                 "model.workloads.activation_dtype_bytes": w.activation_dtype_bytes is not None,
                 "model.workloads.update_dtype_bytes": w.update_dtype_bytes is not None,
-                "model.workloads.downlink": w.downlink.method != "none"}
+                "model.workloads.downlink": w.downlink.method != "none",
+                "model.workloads.pruning": w.pruning.method != "none"}
     if not transformer:
         return [f"{k}: read by model.kind transformer only (model.kind is '{m.kind}')"
                 for k, v in set_here.items() if v]
@@ -124,7 +125,14 @@ def precision_problems(sc: Any, transformer: bool) -> list[str]:
     if p.chooses_base and "lora" not in w.order:
         out.append("model.workloads.base_quantization: quantizes the frozen base of lora "
                    "options; model.workloads.order has no lora")
+    if w.pruning.method != "none" and not {"lora", "full"} & set(w.order):
+        out.append("model.workloads.pruning: prunes the base of lora and full options; "
+                   "model.workloads.order has neither")
     if sc.mode == "real":
+        if w.pruning.method != "none" and (len(set(w.pruning.densities)) > 1
+                                           or tuple(w.order) != ("lora",)):
+            out.append("model.workloads.pruning: in real mode one density prunes the frozen "
+                       "base of LoRA-only runs (model.workloads.order: [lora])")
         if len(p.base_choices) > 1:
             out.append("model.workloads.base_quantization: real mode trains one base on every "
                        "host: give one method (none, int8, nf4, fp4), not a list or auto")
@@ -132,3 +140,22 @@ def precision_problems(sc: Any, transformer: bool) -> list[str]:
             out.append("model.workloads.base_quantization: in real mode the quantized base is "
                        "trained by LoRA-only runs (model.workloads.order: [lora])")
     return out
+
+
+def base_saving(spec: ModelSpec, dtype_bytes: float, method: str, density: float,
+                pruning: Any) -> float:
+    """Bytes a frozen base stored as ``method`` (quantization) at ``density`` (pruning) saves
+    against dense ``dtype_bytes`` storage, less the dense workspace one layer needs at a time
+    (a dequantized or densified layer; none for structured pruning at 16 bits, whose kept rows
+    are a smaller dense matrix)."""
+    from simulator.planning import memory as M
+    from simulator.planning.pruning import kept_weights
+
+    p_method = getattr(pruning, "method", "none")
+    if p_method == "none" or density >= 1.0:
+        return M.quantized_base_saving(spec, dtype_bytes, method)
+    k = kept_weights(spec, pruning, density)
+    v = dtype_bytes if method == "none" else M.QUANT_BYTES[method]
+    widest = max((lin.d_in * lin.d_out for lin in spec.linears if lin.in_blocks), default=0)
+    work = 0.0 if (p_method == "structured" and method == "none") else widest * dtype_bytes
+    return k.weights * dtype_bytes - (k.kept * v + k.position_bytes) - work

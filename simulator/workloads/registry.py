@@ -201,6 +201,11 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
         from simulator.workloads.downlink import quantize_frozen_
 
         quantize_frozen_(wl, dl)
+    pr = m.workloads.pruning
+    if pr.method != "none":  # one density in real mode (validate refuses a list)
+        from simulator.workloads.pruning import prune_base_
+
+        prune_base_(wl.model, pr.method, pr.densities[0])
     if prec.base_choices[0] != "none":  # one method in real mode (validate refuses a list)
         from simulator.workloads.precision import quantize_base_
 
