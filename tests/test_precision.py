@@ -140,6 +140,8 @@ def test_validate_refuses_what_cannot_run() -> None:
 
     with pytest.raises(ScenarioError, match="base_quantization: quantizes the frozen base"):
         scenario(base_quantization="nf4", order=["split"])
+    with pytest.raises(ScenarioError, match="base_quantization: give at least one"):
+        scenario(base_quantization=[])
     real = scenario(base_quantization="auto").model_copy(update={"mode": "real"})
     (line,) = TransformerKind(real).problems()
     assert line.startswith("model.workloads.base_quantization: real mode trains one base")

@@ -122,6 +122,9 @@ def precision_problems(sc: Any, transformer: bool) -> list[str]:
         return [f"{k}: read by model.kind transformer only (model.kind is '{m.kind}')"
                 for k, v in set_here.items() if v]
     out = []
+    if not p.base_choices:
+        return ["model.workloads.base_quantization: give at least one of none, int8, nf4, fp4 "
+                "(or auto)"]
     if p.chooses_base and "lora" not in w.order:
         out.append("model.workloads.base_quantization: quantizes the frozen base of lora "
                    "options; model.workloads.order has no lora")
