@@ -111,3 +111,52 @@ def test_real_run_on_a_pruned_base() -> None:
             cols = pd.read_parquet(run / "clients.parquet").columns
     assert "density" in cols
     assert np.isfinite(losses[1]).all() and losses[1][-1] != losses[0][-1]
+
+
+PRUNEFL = {"method": "magnitude", "densities": [1.0], "schedule": "prunefl",
+           "every_rounds": 2, "factor": 0.8, "final_density": 0.5}
+
+
+def test_prunefl_schedule_by_hand() -> None:
+    from types import SimpleNamespace
+
+    from simulator.planning.pruning import density_at, option_densities
+
+    pr = SimpleNamespace(**PRUNEFL)
+    assert [density_at(pr, t) for t in range(9)] == pytest.approx(
+        [1, 1, 0.8, 0.8, 0.64, 0.64, 0.512, 0.512, 0.5])
+    assert option_densities(pr, 9) == [density_at(pr, t) for t in (0, 2, 4, 6, 8)]
+    # the planner gives every LoRA client the round's density
+    from tests.test_planner import population
+
+    sc = scenario(pruning=PRUNEFL).model_copy(update={"rounds": 9})
+    pl = CapabilityPlanner(sc)
+    pop = population([80e9] * 3, [1e14] * 3)
+    for rnd, want in ((0, 1.0), (3, 0.8), (8, 0.5)):
+        plan = pl.plan(rnd, np.arange(3), pop)
+        assert list(plan.columns["density"]) == pytest.approx([want] * 3)
+        assert set(plan.kind) == {"lora"}
+
+
+def test_prunefl_prunes_the_real_base_as_rounds_go() -> None:
+    from simulator.config.scenario import load_scenario
+    from simulator.core.jobs import JobBatch
+    from simulator.workloads import build_workload
+    from simulator.workloads.precision import block_linears
+
+    sc = load_scenario("scenarios/llm-lora-heterogeneous.yaml", {
+        "population.size": 40, "model.workloads.order": ["lora"], "model.workloads.lora_ranks": [4],
+        "model.workloads.pruning": {**PRUNEFL, "every_rounds": 1, "factor": 0.5,
+                                    "final_density": 0.25}})
+    wl = build_workload(sc, sc.population.size)
+
+    def density() -> float:
+        ws = [m.weight for _, m in block_linears(wl.model)]
+        return sum(int((w != 0).sum()) for w in ws) / sum(w.numel() for w in ws)
+    assert density() == pytest.approx(1.0)
+    state = wl.initial_state()
+    for rnd, want in ((0, 1.0), (1, 0.5), (2, 0.25), (3, 0.25)):
+        jobs = JobBatch(rnd, np.array([0]), np.array([7], np.uint64),
+                        {"kind": np.array(["lora"], dtype=object), "rank": np.array([4])})
+        wl.train(state, jobs)
+        assert density() == pytest.approx(want, abs=1e-3)

@@ -72,6 +72,13 @@ class Pruning(_Strict):
         "column density. Real mode: one density"))
     index_bytes: float = Field(4.0, gt=0, le=8, description=(
         "bytes per sparse index (values + indices encoding; a bitmap is 1 bit per weight)"))
+    schedule: Literal["fixed", "prunefl"] = Field("fixed", description=(
+        "fixed: densities as given every round; prunefl: PruneFL-like progressive pruning "
+        "(Jiang et al. 2022): the global model starts at densities[0] and every every_rounds "
+        "rounds is pruned by factor, down to final_density"))
+    every_rounds: int = Field(10, ge=1, le=1 << 20, description="prunefl: rounds per step")
+    factor: float = Field(0.8, gt=0, lt=1, description="prunefl: density kept at each step")
+    final_density: float = Field(0.5, gt=0, le=1, description="prunefl: the lowest density")
 
     @model_validator(mode="after")
     def _densities(self) -> Pruning:
@@ -79,6 +86,9 @@ class Pruning(_Strict):
             raise ValueError("densities: fractions in (0, 1]")
         if self.method == "none" and self.densities != (1.0,):
             raise ValueError("densities: give a method (magnitude or structured) to prune")
+        if self.schedule == "prunefl" and (self.method == "none" or len(self.densities) != 1):
+            raise ValueError("schedule: prunefl prunes the whole model from one starting "
+                             "density: give a method and one density")
         return self
 
 

@@ -77,6 +77,11 @@ class CapabilityPlanner:
         self.says_quant = precisions(scenario).chooses_base
         self.density = np.array([o.density for o in self.options], np.float64)
         self.says_density = w.pruning.method != "none"
+        # PruneFL-like schedule: each round only the options at that round's density (lora and
+        # full; the other kinds are not pruned)
+        self.prune_schedule = w.pruning if w.pruning.schedule == "prunefl" else None
+        self.pruned_kind = np.isin(self.kinds, ["lora", "full"])
+        self._allow: np.ndarray | None = None
         # Kinds declaring pick:fastest take their admissible option with the least time.
         self.fastest = {k for k in w.order if "fastest" in declared(WORKLOADS.entry(k), "pick")}
         self.require_deadline = w.require_deadline
@@ -201,6 +206,11 @@ class CapabilityPlanner:
     def plan(self, round: int, ids: np.ndarray, population: Population) -> Plan:
         """The workload of each client in ``ids`` (in chunks: memory stays ~O(options x CHUNK))."""
         ids = np.asarray(ids, np.int64)
+        if self.prune_schedule is not None:
+            from simulator.planning.pruning import density_at
+
+            d = density_at(self.prune_schedule, min(int(round), self.sc.rounds - 1))
+            self._allow = (self.density == d) | ~self.pruned_kind
         if len(ids) <= CHUNK:
             return self._plan(ids, population)
         parts = [self._plan(ids[i:i + CHUNK], population) for i in range(0, len(ids), CHUNK)]
@@ -217,6 +227,8 @@ class CapabilityPlanner:
         n = len(ids)
         down, up, flops, wait, total = self.option_costs(ids, population)
         fits = self.mem[:, None] <= population.memory_bytes[ids][None, :]
+        if self._allow is not None:
+            fits &= self._allow[:, None]
         dl = self.sc.deadline_s
         in_time = total <= dl if dl is not None else np.ones_like(fits)
         chosen = self.choose(fits, in_time, total)

@@ -24,7 +24,7 @@ from simulator.planning.precision import (
     lora_memory,
     precisions,
 )
-from simulator.planning.pruning import kept_weights, saved_flops_per_token
+from simulator.planning.pruning import kept_weights, option_densities, saved_flops_per_token
 
 DEFAULT_TARGETS = {"llama": ("q_proj", "v_proj"), "gpt2": ("c_attn",), "bert": ("query", "value")}
 
@@ -142,9 +142,9 @@ def full(ctx: OptionContext) -> list[Option]:
                   C.full_flops_per_token(spec, m.seq_len) + ctx.rc(L), ctx.down(P, db),
                   float(C.upload_bytes(P, ctx.p.update, comp)),
                   ops_per_step=ops_per_step(ctx, "full"), density=d)
-           for d in sorted(set(pr.densities), reverse=True) if d >= 1.0]
+           for d in option_densities(pr, ctx.sc.rounds) if d >= 1.0]
     # a pruned model, its mask fixed this round
-    for d in (d for d in sorted(set(pr.densities), reverse=True) if d < 1.0):
+    for d in (d for d in option_densities(pr, ctx.sc.rounds) if d < 1.0):
         k = kept_weights(spec, pr, d)
         n = P - k.weights + k.kept  # parameters held, trained and sent (values only: the
         #                             server made the mask)
@@ -168,7 +168,7 @@ def lora(ctx: OptionContext) -> list[Option]:
     for r in sorted(set(w.lora_ranks), reverse=True):
         pl = spec.lora_params(r, ctx.targets)
         for q in p.base_choices:
-            for d in sorted(set(pr.densities), reverse=True):
+            for d in option_densities(pr, ctx.sc.rounds):
                 mem = lora_memory(P, pl, p, ctx.opt, ctx.acts_all, ctx.logits)
                 fpt = C.lora_flops_per_token(spec, m.seq_len, pl) + ctx.rc(L)
                 base_down = ctx.base_down

@@ -80,3 +80,23 @@ def saved_flops_per_token(k: Kept, structured: bool, passes: float) -> float:
     """FLOPs per token structured pruning saves: 2 per removed weight per pass over it
     (forward 1, backward input gradients 1, weight gradients 1 when the base trains)."""
     return 2.0 * passes * (k.weights - k.kept) if structured else 0.0
+
+
+def density_at(pruning: Any, rnd: int) -> float:
+    """The global model's density in round ``rnd`` (``schedule: prunefl``: densities[0] x
+    factor ** (rnd // every_rounds), not below final_density; fixed: densities[0])."""
+    d0 = float(pruning.densities[0])
+    if getattr(pruning, "schedule", "fixed") != "prunefl":
+        return d0
+    lo = min(float(pruning.final_density), d0)
+    return max(lo, d0 * pruning.factor ** (max(rnd, 0) // pruning.every_rounds))
+
+
+def option_densities(pruning: Any, rounds: int) -> list[float]:
+    """Densities the planner gives options for, densest first: every scheduled one (prunefl)
+    or ``densities``."""
+    if getattr(pruning, "schedule", "fixed") == "prunefl":
+        ds = {density_at(pruning, t) for t in range(0, max(rounds, 1), pruning.every_rounds)}
+    else:
+        ds = set(pruning.densities)
+    return sorted(ds, reverse=True)

@@ -19,12 +19,27 @@ from simulator.workloads.precision import downlink_roundtrip
 
 
 class DownlinkLLMWorkload(LLMWorkload):
-    """:class:`LLMWorkload` whose clients receive the downlink-encoded global state."""
+    """:class:`LLMWorkload` whose clients receive the downlink-encoded global state and, with
+    ``pruning.schedule: prunefl``, whose frozen base is pruned further as the rounds go
+    (planning/pruning.py ``density_at``; magnitude and row pruning take the zeros first, so
+    pruning to the round's overall density extends the earlier mask)."""
 
     downlink: Any = None
+    prune_schedule: Any = None
+    density: float = 1.0
 
     def train(self, global_flat: np.ndarray, jobs: JobBatch) -> Partial:
-        return super().train(downlink_roundtrip(global_flat, self.downlink), jobs)
+        if self.prune_schedule is not None:
+            from simulator.planning.pruning import density_at
+            from simulator.workloads.pruning import prune_base_
+
+            d = density_at(self.prune_schedule, int(jobs.round))
+            if d < self.density:
+                prune_base_(self.model, self.prune_schedule.method, d)
+                self.density = d
+        if self.downlink is not None and self.downlink.method != "none":
+            global_flat = downlink_roundtrip(global_flat, self.downlink)
+        return super().train(global_flat, jobs)
 
 
 @torch.no_grad()

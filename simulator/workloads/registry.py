@@ -188,12 +188,15 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
     prec, dl = precisions(scenario), m.workloads.downlink
     wl: LLMWorkload
     comp = CompressionSpec.from_settings(m.workloads.compression, prec.update)
-    if dl.method != "none":  # clients train from the dequantized global (downlink.py)
-        from simulator.workloads.downlink import DownlinkLLMWorkload
+    pr = m.workloads.pruning
+    if dl.method != "none" or pr.schedule == "prunefl":  # downlink.py: clients train from the
+        from simulator.workloads.downlink import DownlinkLLMWorkload  # dequantized global
 
         wl = DownlinkLLMWorkload(cfg, dataset, train, state, scenario.seed, comp,
                                  wire_bytes=prec.wire, update_hook=make_update_hook(scenario))
         wl.downlink = dl
+        wl.prune_schedule = pr if pr.schedule == "prunefl" else None
+        wl.density = float(pr.densities[0])
     else:
         wl = LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=prec.wire,
                          update_hook=make_update_hook(scenario))
@@ -201,7 +204,6 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
         from simulator.workloads.downlink import quantize_frozen_
 
         quantize_frozen_(wl, dl)
-    pr = m.workloads.pruning
     if pr.method != "none":  # one density in real mode (validate refuses a list)
         from simulator.workloads.pruning import prune_base_
 
