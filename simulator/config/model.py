@@ -47,6 +47,51 @@ class ClockProxy(_Strict):
         return self
 
 
+class Downlink(_Strict):
+    """Encoding of the global model sent down (docs/large-models.md 'Downlink'): int8/int4
+    block-quantize every element that goes down, with one scale per ``block_size`` elements; in
+    real mode the client trains from the dequantized values."""
+
+    method: Literal["none", "int8", "int4"] = Field("none", description=(
+        "none: elements at their dtype; int8/int4: 1 or 0.5 byte per element + scales"))
+    block_size: int = Field(64, ge=1, le=1 << 20, description="elements per scale")
+    scale_bytes: float = Field(2.0, ge=0, le=8, description="bytes per block scale")
+
+
+class Pruning(_Strict):
+    """Pruning of the global model's block linear weights (docs/large-models.md 'Pruning'):
+    what a device downloads, stores and (structured only) computes with."""
+
+    method: Literal["none", "magnitude", "structured"] = Field("none", description=(
+        "magnitude: unstructured, the smallest |w| of each weight matrix (sparse encoding, "
+        "dense kernels: no FLOP saving); structured: whole output rows of least L1 norm "
+        "(smaller dense matrices: FLOPs scale with density)"))
+    densities: tuple[float, ...] = Field((1.0,), min_length=1, description=(
+        "fractions of block-linear weights kept, densest first: the planner gives each device "
+        "the densest that fits (a device class shares its memory, so per class); clients.parquet "
+        "column density. Real mode: one density"))
+    index_bytes: float = Field(4.0, gt=0, le=8, description=(
+        "bytes per sparse index (values + indices encoding; a bitmap is 1 bit per weight)"))
+    schedule: Literal["fixed", "prunefl"] = Field("fixed", description=(
+        "fixed: densities as given every round; prunefl: PruneFL-like progressive pruning "
+        "(Jiang et al. 2022): the global model starts at densities[0] and every every_rounds "
+        "rounds is pruned by factor, down to final_density"))
+    every_rounds: int = Field(10, ge=1, le=1 << 20, description="prunefl: rounds per step")
+    factor: float = Field(0.8, gt=0, lt=1, description="prunefl: density kept at each step")
+    final_density: float = Field(0.5, gt=0, le=1, description="prunefl: the lowest density")
+
+    @model_validator(mode="after")
+    def _densities(self) -> Pruning:
+        if any(not 0 < d <= 1 for d in self.densities):
+            raise ValueError("densities: fractions in (0, 1]")
+        if self.method == "none" and self.densities != (1.0,):
+            raise ValueError("densities: give a method (magnitude or structured) to prune")
+        if self.schedule == "prunefl" and (self.method == "none" or len(self.densities) != 1):
+            raise ValueError("schedule: prunefl prunes the whole model from one starting "
+                             "density: give a method and one density")
+        return self
+
+
 class Compression(_Strict):
     """Upload encoding of client updates (docs/large-models.md): int8/int4 add one scale per
     ``block_size`` elements; top-k sends ``topk_fraction`` of elements as (value, index)."""
@@ -124,12 +169,28 @@ class WorkloadSettings(_Strict):
     split_server_flops_per_s: float = Field(2e12, gt=0, le=1e18, description="per split client")
     width_rates: tuple[float, ...] = Field((1.0, 0.5, 0.25, 0.125), min_length=1)
     activation_checkpointing: bool = False
-    base_quantization: Literal["none", "int8", "nf4", "fp4"] = Field("none", description=(
-        "storage of the frozen base's block linear layers on a LoRA device (QLoRA-style, "
-        "bitsandbytes): int8 1 byte/param, nf4/fp4 0.5 byte/param + one fp32 scale per 64 "
-        "weights; embeddings, norms and lm_head stay at model.dtype_bytes; memory only (what "
-        "is downloaded and trained on is unchanged); docs/clock.md 'Published validation "
-        "targets'"))
+    base_quantization: (Literal["none", "int8", "nf4", "fp4", "auto"]
+                        | tuple[Literal["none", "int8", "nf4", "fp4"], ...]) = Field(
+        "none", description=(
+            "storage of the frozen base's block linear layers on a LoRA device (QLoRA-style, "
+            "bitsandbytes): int8 1 byte/param, nf4/fp4 0.5 byte/param + one fp32 scale per 64 "
+            "weights; embeddings, norms and lm_head stay at model.dtype_bytes; costs one "
+            "dequantized layer of workspace and the dequantization FLOPs. A list (or auto: "
+            "[none, int8, nf4]) lets the planner take, per device, the first that makes LoRA "
+            "fit (clients.parquet column base_quantization); downloads stay at "
+            "model.dtype_bytes unless model.workloads.downlink says otherwise; "
+            "docs/large-models.md 'Precisions'"))
+    activation_dtype_bytes: float | None = Field(None, gt=0, le=8, description=(
+        "bytes per activation element (compute dtype): activation memory scales from the "
+        "16-bit formulas by this/2 and split traffic is sent at it; unset: activations as "
+        "16-bit and split traffic at model.dtype_bytes (earlier versions)"))
+    update_dtype_bytes: float | None = Field(None, gt=0, le=8, description=(
+        "bytes per trained parameter (adapters, their gradients, dense uploads and adapter "
+        "downloads); unset: model.dtype_bytes"))
+    pruning: Pruning = Field(Pruning(), description=(
+        "pruning of the global model (block linear weights), for download, memory and compute"))
+    downlink: Downlink = Field(Downlink(), description=(
+        "encoding of what the server sends down (base, changed blocks, adapters)"))
     require_deadline: bool = True
     base_cached: bool = True
     compression: Compression = Compression()

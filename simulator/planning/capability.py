@@ -34,6 +34,7 @@ from simulator.fleet.population import Population
 from simulator.planning import llm_cost as C
 from simulator.planning.base import Plan
 from simulator.planning.options import DEFAULT_TARGETS, Option, option_context  # noqa: F401
+from simulator.planning.precision import precisions
 
 CHUNK = 16384  # clients planned at once
 
@@ -71,6 +72,16 @@ class CapabilityPlanner:
                                        ("cut", np.int64), ("width", np.float64),
                                        ("trainable_params", np.float64))}
         self.order = w.order
+        # base storage per option, a clients.parquet column when the scenario sets one
+        self.base_quant = np.array([o.base_quant for o in self.options], dtype=object)
+        self.says_quant = precisions(scenario).chooses_base
+        self.density = np.array([o.density for o in self.options], np.float64)
+        self.says_density = w.pruning.method != "none"
+        # PruneFL-like schedule: each round only the options at that round's density (lora and
+        # full; the other kinds are not pruned)
+        self.prune_schedule = w.pruning if w.pruning.schedule == "prunefl" else None
+        self.pruned_kind = np.isin(self.kinds, ["lora", "full"])
+        self._allow: np.ndarray | None = None
         # Kinds declaring pick:fastest take their admissible option with the least time.
         self.fastest = {k for k in w.order if "fastest" in declared(WORKLOADS.entry(k), "pick")}
         self.require_deadline = w.require_deadline
@@ -195,6 +206,11 @@ class CapabilityPlanner:
     def plan(self, round: int, ids: np.ndarray, population: Population) -> Plan:
         """The workload of each client in ``ids`` (in chunks: memory stays ~O(options x CHUNK))."""
         ids = np.asarray(ids, np.int64)
+        if self.prune_schedule is not None:
+            from simulator.planning.pruning import density_at
+
+            d = density_at(self.prune_schedule, min(int(round), self.sc.rounds - 1))
+            self._allow = (self.density == d) | ~self.pruned_kind
         if len(ids) <= CHUNK:
             return self._plan(ids, population)
         parts = [self._plan(ids[i:i + CHUNK], population) for i in range(0, len(ids), CHUNK)]
@@ -211,6 +227,8 @@ class CapabilityPlanner:
         n = len(ids)
         down, up, flops, wait, total = self.option_costs(ids, population)
         fits = self.mem[:, None] <= population.memory_bytes[ids][None, :]
+        if self._allow is not None:
+            fits &= self._allow[:, None]
         dl = self.sc.deadline_s
         in_time = total <= dl if dl is not None else np.ones_like(fits)
         chosen = self.choose(fits, in_time, total)
@@ -245,5 +263,9 @@ class CapabilityPlanner:
             "meets_deadline": ~none & np.where(none, False, in_time[j, cols]),
             **extra,
         }
+        if self.says_quant:  # what the device stores its frozen base in (none: not quantized)
+            columns["base_quantization"] = np.where(none, "none", self.base_quant[j]).astype(object)
+        if self.says_density:  # share of block linear weights kept (pruning)
+            columns["density"] = np.where(none, 1.0, self.density[j])
         kind = np.where(none, "none", self.kinds[j]).astype(object)
         return Plan(cost, none, kind, columns)

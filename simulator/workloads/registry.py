@@ -41,7 +41,10 @@ class MLPKind:
         if p is not None and p.params is None:
             out.append("model.clock_proxy: kind 'mlp' is charged as a dense model: give params "
                        "and train_flops_per_sample (preset/config are for transformers)")
-        return out + rule_problems(self.scenario, planner=False)
+        from simulator.planning.precision import precision_problems
+
+        return (out + rule_problems(self.scenario, planner=False)
+                + precision_problems(self.scenario, transformer=False))
 
     def planner(self, population: Any, n_features: int, n_classes: int) -> Any:
         from simulator.planning.base import FullModelPlanner
@@ -78,7 +81,10 @@ class TransformerKind:
                 from simulator.config.llm import check_model as check
 
                 out += [f"model.clock_proxy.{x}" for x in check(proxy_model(m))]
-        return out + rule_problems(self.scenario, planner=True)
+        from simulator.planning.precision import precision_problems
+
+        return (out + rule_problems(self.scenario, planner=True)
+                + precision_problems(self.scenario, transformer=True))
 
     def planner(self, population: Any, n_features: int, n_classes: int) -> Any:
         from simulator.config.llm import closed_form_spec
@@ -176,11 +182,36 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
     t = scenario.training
     train = TrainConfig(t.epochs, t.batch_size, t.lr, t.optimizer, t.momentum)
     state = state_config(m.workloads, family, int(cfg["num_hidden_layers"]))
-    comp = CompressionSpec.from_settings(m.workloads.compression, m.dtype_bytes)
+    from simulator.planning.precision import precisions
     from simulator.privacy import make_update_hook
 
-    wl = LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=m.dtype_bytes,
-                     update_hook=make_update_hook(scenario))
+    prec, dl = precisions(scenario), m.workloads.downlink
+    wl: LLMWorkload
+    comp = CompressionSpec.from_settings(m.workloads.compression, prec.update)
+    pr = m.workloads.pruning
+    if dl.method != "none" or pr.schedule == "prunefl":  # downlink.py: clients train from the
+        from simulator.workloads.downlink import DownlinkLLMWorkload  # dequantized global
+
+        wl = DownlinkLLMWorkload(cfg, dataset, train, state, scenario.seed, comp,
+                                 wire_bytes=prec.wire, update_hook=make_update_hook(scenario))
+        wl.downlink = dl
+        wl.prune_schedule = pr if pr.schedule == "prunefl" else None
+        wl.density = float(pr.densities[0])
+    else:
+        wl = LLMWorkload(cfg, dataset, train, state, scenario.seed, comp, wire_bytes=prec.wire,
+                         update_hook=make_update_hook(scenario))
+    if dl.method != "none" and not m.workloads.base_cached:
+        from simulator.workloads.downlink import quantize_frozen_
+
+        quantize_frozen_(wl, dl)
+    if pr.method != "none":  # one density in real mode (validate refuses a list)
+        from simulator.workloads.pruning import prune_base_
+
+        prune_base_(wl.model, pr.method, pr.densities[0])
+    if prec.base_choices[0] != "none":  # one method in real mode (validate refuses a list)
+        from simulator.workloads.precision import quantize_base_
+
+        quantize_base_(wl.model, prec.base_choices[0])
     # batched LoRA clients (lora_batched.py): opt-in, executor.batched_lora
     wl.batched = bool(scenario.executor.batched_lora)
     from simulator.aggregation.strategy import needs_client_updates
@@ -213,7 +244,10 @@ class TorchKind:
         if p is not None and p.params is None:
             out.append(f"model.clock_proxy: kind '{m.kind}' is charged as a dense model: give "
                        "params and train_flops_per_sample (preset/config are for transformers)")
-        return out + rule_problems(self.scenario, planner=False)
+        from simulator.planning.precision import precision_problems
+
+        return (out + rule_problems(self.scenario, planner=False)
+                + precision_problems(self.scenario, transformer=False))
 
     def measure(self, n_features: int, n_classes: int) -> Any:
         """The model's measured costs (torch; the dataset gives the input shape)."""

@@ -48,6 +48,7 @@ CASES: dict[str, dict[str, Any]] = {
     "healthcare-cross-silo": {"rounds": 4},
     "keyboard-cross-device": {"rounds": 4},
     "llm-7b-lora-fleet": {"rounds": 4},
+    "llm-7b-compression": {"rounds": 3},
     "llm-lora-heterogeneous": {"rounds": 2},
     "byzantine-robust": {"rounds": 4},
 }
