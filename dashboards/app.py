@@ -14,14 +14,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboards import compare as C
 from dashboards import serving
+from dashboards import stats as S
 from dashboards.data import list_runs as _list_runs
 from dashboards.data import load_run, signature
 from dashboards.figures import summary_numbers
+from dashboards.linking import LINKING_JS
 from dashboards.report import (
     CSS,
     PLOTLY_CONFIG,
@@ -31,7 +34,6 @@ from dashboards.report import (
     run_header_items,
     run_panels,
 )
-from dashboards.style import fmt_duration
 
 REFRESH_MS = 2000
 
@@ -54,13 +56,16 @@ aside .hint{color:#7b8794;font-size:12px;margin-top:6px}
 .badge{font-size:11px;padding:1px 6px;border-radius:8px;margin-left:6px;background:#e4e7eb;
   color:#334e68}
 .badge.running{background:#fce8c3;color:#8d5a00}
+.lbsort{font-size:13px;color:#bcccdc;margin:4px 0}
+.lbsort label{margin-right:12px;cursor:pointer}
 """
 
 
 def _index_string() -> str:
     return ("<!DOCTYPE html><html><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}"
             f"<style>{APP_CSS}</style></head><body>{{%app_entry%}}<footer>{{%config%}}"
-            "{%scripts%}{%renderer%}</footer></body></html>")
+            "{%scripts%}{%renderer%}</footer>"
+            f"<script>{LINKING_JS}</script></body></html>")
 
 
 def _run_options(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,23 +107,36 @@ def run_view(path: Path) -> list[Any]:
         html.H2(f"{run.name}" + (" (in progress)" if run.status == "running" else "")),
         _cards(run_header_items(run.manifest, numbers, run.status)),
     ])
-    return [head, html.Main([_panel_div(p) for p in run_panels(run.rounds, run.clients)])]
+    return [head, html.Main([_panel_div(p) for p in run_panels(run.rounds, run.clients,
+                                                                   run.manifest)])]
+
+
+SORT_LABELS = {"time_to_target_s": "time to target", "final_accuracy": "final accuracy",
+               "jain": "fairness", "energy_j": "energy"}
+
+
+def leaderboard_table(lb: pd.DataFrame) -> html.Table:
+    """The leaderboard (dashboards.stats) as a Dash table, one unit per column."""
+    cols = S.leaderboard_columns(lb)
+    return html.Table(className="runs leaderboard", children=[
+        html.Thead(html.Tr([html.Th(c.title) for c in cols])),
+        html.Tbody([html.Tr([html.Td(c.cells[i]) for c in cols]) for i in range(len(lb))]),
+    ])
 
 
 def compare_view(paths: list[Path], target: float | None) -> list[Any]:
     series = load_series(paths)
     tgt = float(target) if target is not None else C.default_target(series)
     summary = C.summary_table(series, tgt)
-    rows = [html.Tr([html.Td(r.label), html.Td(f"{r.final_accuracy:.1%}"
-                                               if r.final_accuracy == r.final_accuracy else "–"),
-                     html.Td(fmt_duration(r.time_to_target_s)),
-                     html.Td("–" if r.jain != r.jain else f"{r.jain:.3f}")])
-            for r in summary.itertuples()]
     head = html.Div(className="runhead", children=[
         html.H2(f"Comparing {len(series)} runs · target accuracy {tgt:.1%}"),
-        html.Table(className="runs", children=[
-            html.Tr([html.Th("run"), html.Th("final accuracy"), html.Th("time to target"),
-                     html.Th("Jain's index")]), *rows]),
+        html.Div(className="lbsort", children=[
+            html.Span("Leaderboard (mean ± 95% t-interval over a label's runs), sorted by "),
+            dcc.RadioItems(id="lb-sort", value="time_to_target_s", inline=True,
+                           options=[{"label": v, "value": k} for k, v in SORT_LABELS.items()]),
+        ]),
+        html.Div(id="leaderboard", children=leaderboard_table(S.leaderboard(summary))),
+        dcc.Store(id="lb-data", data=summary.to_dict("records")),
     ])
     return [head, html.Main([_panel_div(p) for p in comparison_panels(series, tgt)])]
 
@@ -230,6 +248,13 @@ def make_app(runs_dir: str | Path, token: str | None = None) -> Dash:
         if sig == last:
             raise PreventUpdate
         return sig
+
+    @app.callback(Output("leaderboard", "children"), Input("lb-sort", "value"),
+                  State("lb-data", "data"), prevent_initial_call=True)
+    def sort_leaderboard(by: str | None, records: list[dict[str, Any]] | None) -> Any:
+        if not records or by not in SORT_LABELS:
+            raise PreventUpdate
+        return leaderboard_table(S.leaderboard(pd.DataFrame(records), sort_by=str(by)))
 
     @app.callback(Output("compare-view", "children"), Input("compare-sig", "data"))
     def show_compare(sig: Any) -> list[Any]:
