@@ -405,9 +405,9 @@ def write_comparison_dashboard(run_dirs: list[Path], out: Path,
                                target_accuracy: float | None = None) -> Path:
     """Write a self-contained HTML file comparing ``run_dirs``; returns ``out``.
 
-    ``labels``: one label per run (runs sharing a label are grouped: mean and min-max band), or a
-    mapping from run directory / run name to label. ``target_accuracy`` defaults to 90% of the
-    best final accuracy across the runs.
+    ``labels``: one label per run (runs sharing a label are grouped: mean and 95% t-interval
+    band), or a mapping from run directory / run name to label. ``target_accuracy`` defaults
+    to 90% of the best final accuracy across the runs.
     """
     if not run_dirs:
         raise ValueError("write_comparison_dashboard needs at least one run directory")
