@@ -56,7 +56,9 @@ LINKING_JS = """/* FedFleet dashboards: linked views (static pages and the live 
         if (m.auto) upd[ax + ".autorange"] = true;
         else upd[ax + ".range"] = [m.range[0] / per, m.range[1] / per];
       });
-      if (Object.keys(upd).length) jobs.push(window.Plotly.relayout(other, upd));
+      // as a GUI edit (when plotly.js offers it), so uirevision keeps it across live updates
+      var relayout = window.Plotly._guiRelayout || window.Plotly.relayout;
+      if (Object.keys(upd).length) jobs.push(relayout(other, upd));
     });
     Promise.all(jobs).then(function () { busy = false; }, function () { busy = false; });
   }

@@ -292,13 +292,25 @@ def test_live_app(real_run: Path, driver, shots: list[Path], tmp_path: Path) -> 
         _check_panels(driver, RUN_PANELS)
         # linked zoom in the live app too: accuracy's time axis moves the traffic panel's
         time.sleep(0.8)
-        got = driver.execute_async_script(LINK_JS, "#graph-accuracy .js-plotly-plot",
-                                          "#graph-traffic .js-plotly-plot", "xaxis2", 0.5, 1.5)
+        got = driver.execute_async_script(LINK_JS, "#panel-accuracy .js-plotly-plot",
+                                          "#panel-traffic .js-plotly-plot", "xaxis2", 0.5, 1.5)
         assert got["other"] == pytest.approx([0.5, 1.5])
         assert "2 of 5" in _wait_header(driver, "2 of 5")
+        # mark the graphs: an incremental update keeps these nodes, a rebuild replaces them
+        driver.execute_script("document.querySelectorAll('#run-view .js-plotly-plot')"
+                              ".forEach(g => { g._fedfleetMark = 1; })")
         # two more rounds arrive: the page picks them up by itself
         _make_partial(real_run, runs / "live.partial", [(2, 3)])
         assert "4 of 5" in _wait_header(driver, "4 of 5")
+        # the update was incremental: the same graph nodes, redrawn in place with the new data
+        time.sleep(1.0)
+        kept = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#run-view .js-plotly-plot'))"
+            ".map(g => g._fedfleetMark === 1)")
+        assert kept == [True] * 9, kept
+        n_acc = driver.execute_script("return document.querySelector('#panel-accuracy "
+                                      ".js-plotly-plot')._fullData[0].x.length")
+        assert n_acc == 4
         _save(driver, shots, "live-app")
         # compare both runs
         for lab in driver.find_elements("css selector", "#compare-select label"):
