@@ -413,28 +413,30 @@ def workload_labels(clients: pd.DataFrame) -> pd.Series | None:
                 else np.full(len(clients), np.nan))
 
     rank, blocks, cut, width = col("rank"), col("blocks"), col("cut"), col("width")
-    cache: dict[tuple, str] = {}
-    out = []
-    for key in zip(w, rank, blocks, cut, width, strict=True):
-        lab = cache.get(key)
-        if lab is None:
-            kind, r, b, c, wd = key
-            if kind == "lora":
-                lab = f"LoRA r{_whole(r)}" if r == r and r > 0 else "LoRA"
-            elif kind == "partial":
-                lab = (f"partial top {_whole(b)} block{'' if b == 1 else 's'}"
-                       if b == b and b > 0 else "partial")
-            elif kind == "split":
-                lab = f"split at block {_whole(c)}" if c == c else "split"
-                if r == r and r > 0:
-                    lab += f" · LoRA r{_whole(r)}"
-            elif kind == "width":
-                lab = f"width {wd:g}" if wd == wd else "width"
-            else:
-                lab = kind
-            cache[key] = lab
-        out.append(lab)
-    return pd.Series(pd.Categorical(out), index=clients.index)
+    # label each distinct (workload, rank, blocks, cut, width) once: O(rows) factorize
+    keys = pd.MultiIndex.from_arrays([w, rank, blocks, cut, width])
+    code, uniq = keys.factorize()
+    labels = []
+    for kind, r, b, c, wd in uniq:
+        if kind == "lora":
+            lab = f"LoRA r{_whole(r)}" if r == r and r > 0 else "LoRA"
+        elif kind == "partial":
+            lab = (f"partial top {_whole(b)} block{'' if b == 1 else 's'}"
+                   if b == b and b > 0 else "partial")
+        elif kind == "split":
+            lab = f"split at block {_whole(c)}" if c == c else "split"
+            if r == r and r > 0:
+                lab += f" · LoRA r{_whole(r)}"
+        elif kind == "width":
+            lab = f"width {wd:g}" if wd == wd else "width"
+        else:
+            lab = str(kind)
+        labels.append(lab)
+    cats = sorted(set(labels))
+    pos = {lab: i for i, lab in enumerate(cats)}
+    lab_code = np.array([pos[lab] for lab in labels], dtype=np.int64)
+    return pd.Series(pd.Categorical.from_codes(lab_code[code], categories=cats),
+                     index=clients.index)
 
 
 def workload_label_order(label: str) -> tuple:
