@@ -213,12 +213,14 @@ def population_mix(clients: pd.DataFrame) -> pd.DataFrame:
 MAX_QUANTILE_SAMPLES = 1_000_000
 
 
-def rate_quantiles(clients: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def rate_quantiles(clients: pd.DataFrame, tokens_per_sample: float | None = None
+                   ) -> dict[str, pd.DataFrame]:
     """Distribution per device class over completed invitations, as quantiles.
 
     Metrics: ``downlink`` = 8 * bytes_down / download_s and ``uplink`` = 8 * bytes_up / upload_s
     in Mbit/s (latency included, so what the client really got), ``throughput`` = n_samples /
-    compute_s in samples/s. Each frame has one row per class and columns p5, p25, p50, p75, p95,
+    compute_s in samples/s (tokens/s with ``tokens_per_sample``: language-model runs, where a
+    sample is one sequence). Each frame has one row per class and columns p5, p25, p50, p75, p95,
     mean, n. Beyond a million rows an evenly strided subset estimates the quantiles.
     """
     done = (clients["outcome"] == "completed").to_numpy()
@@ -228,7 +230,7 @@ def rate_quantiles(clients: pd.DataFrame) -> dict[str, pd.DataFrame]:
         pos = pos[:: int(np.ceil(len(pos) / MAX_QUANTILE_SAMPLES))]
     defs = {"downlink": ("bytes_down", "download_s", 8e-6),
             "uplink": ("bytes_up", "upload_s", 8e-6),
-            "throughput": ("n_samples", "compute_s", 1.0)}
+            "throughput": ("n_samples", "compute_s", float(tokens_per_sample or 1.0))}
     out: dict[str, pd.DataFrame] = {}
     k = cls[pos]
     for name, (num, den, scale) in defs.items():
@@ -320,3 +322,126 @@ def step_on_grid(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.
     idx = np.searchsorted(times, grid, side="right") - 1
     out = np.where(idx >= 0, values[np.clip(idx, 0, None)], np.nan)
     return out.astype(float)
+
+
+def critical_clients(clients: pd.DataFrame) -> pd.DataFrame:
+    """Per round, the critical client: the completed client that stopped last (ties: the
+    longest busy, as in ``round_phase_split``). Columns: round, client_id, device_class."""
+    need = {"round", "outcome", "stop_s", "device_class"}
+    if not len(clients) or not need <= set(clients.columns):
+        return pd.DataFrame(columns=["round", "client_id", "device_class"])
+    pos = np.flatnonzero((clients["outcome"] == "completed").to_numpy())
+    if not len(pos):
+        return pd.DataFrame(columns=["round", "client_id", "device_class"])
+    rnd = clients["round"].to_numpy()[pos]
+    busy = sum(np.nan_to_num(clients[f"{p}_s"].to_numpy(float)[pos]) for p in PHASES
+               if f"{p}_s" in clients)
+    stop = clients["stop_s"].to_numpy(float)[pos]
+    order = np.lexsort((busy, stop, rnd))
+    last = order[np.r_[rnd[order][1:] != rnd[order][:-1], True]]
+    ids = (clients["client_id"].to_numpy()[pos[last]] if "client_id" in clients
+           else np.full(len(last), -1))
+    return pd.DataFrame({"round": rnd[last], "client_id": ids,
+                         "device_class": clients["device_class"].astype(str).to_numpy()[
+                             pos[last]]})
+
+
+def class_drilldown(rounds: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
+    """One row per device class: ``invited``, ``completed``, ``participation`` (completed /
+    invited), ``critical_rounds`` (rounds in which the class held the critical client: see
+    ``critical_clients``), ``critical_share`` (of the rounds that had one), ``critical_time_s``
+    (summed duration of those rounds), ``time_share`` (of the summed duration of all rounds that
+    had a critical client), ``energy_j`` (spent by its invited clients) and ``energy_share``."""
+    if not len(clients) or not {"device_class", "outcome"} <= set(clients.columns):
+        return pd.DataFrame()
+    cls = clients["device_class"].astype(str)
+    out = pd.DataFrame({"invited": cls.value_counts()})
+    out["completed"] = cls[(clients["outcome"] == "completed").to_numpy()].value_counts()
+    crit = critical_clients(clients)
+    dur = (rounds.set_index("round")["duration_s"] if {"round", "duration_s"} <= set(rounds)
+           and len(rounds) else pd.Series(dtype=float))
+    crit = crit.assign(duration_s=crit["round"].map(dur).astype(float)) if len(crit) else \
+        crit.assign(duration_s=pd.Series(dtype=float))
+    out["critical_rounds"] = crit["device_class"].value_counts()
+    out["critical_time_s"] = crit.groupby("device_class")["duration_s"].sum()
+    out["energy_j"] = (clients["energy_j"].groupby(cls.to_numpy()).sum()
+                       if "energy_j" in clients else 0.0)
+    out = out.fillna(0.0)
+    out["participation"] = out["completed"] / out["invited"].where(out["invited"] > 0)
+    out["critical_share"] = out["critical_rounds"] / max(float(out["critical_rounds"].sum()), 1.0)
+    tt = float(out["critical_time_s"].sum())
+    out["time_share"] = out["critical_time_s"] / tt if tt > 0 else 0.0
+    te = float(out["energy_j"].sum())
+    out["energy_share"] = out["energy_j"] / te if te > 0 else 0.0
+    out.index.name = "device_class"
+    return out.sort_index().reset_index()
+
+
+SMOOTHING = (0.0, 0.6, 0.9)  # the smoothing weights the dashboards offer
+
+
+def ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard-style smoothing: debiased exponential moving average (``weight`` 0 = off)."""
+    v = np.asarray(values, dtype=float)
+    if weight <= 0 or len(v) < 2:
+        return v
+    out = np.empty_like(v)
+    acc, norm = 0.0, 0.0
+    for i, x in enumerate(v):
+        acc = weight * acc + (1 - weight) * x
+        norm = weight * norm + (1 - weight)
+        out[i] = acc / norm
+    return out
+
+
+def _whole(v: object) -> str:
+    f = float(v)  # type: ignore[arg-type]
+    return f"{f:.0f}" if f.is_integer() else f"{f:g}"
+
+
+def workload_labels(clients: pd.DataFrame) -> pd.Series | None:
+    """A readable label per invitation from the workload and its recorded parameters:
+    "LoRA r8", "partial top 2 blocks", "split at block 3" (with "· LoRA r4" when the client part
+    trains LoRA), "width 0.5", "full", "none". ``None`` when no parameter column is recorded."""
+    if "workload" not in clients or not any(
+            c in clients for c in ("rank", "blocks", "cut", "width")):
+        return None
+    w = clients["workload"].astype(str).to_numpy()
+
+    def col(name: str) -> np.ndarray:
+        return (clients[name].to_numpy(dtype=float, na_value=np.nan) if name in clients
+                else np.full(len(clients), np.nan))
+
+    rank, blocks, cut, width = col("rank"), col("blocks"), col("cut"), col("width")
+    # label each distinct (workload, rank, blocks, cut, width) once: O(rows) factorize
+    keys = pd.MultiIndex.from_arrays([w, rank, blocks, cut, width])
+    code, uniq = keys.factorize()
+    labels = []
+    for kind, r, b, c, wd in uniq:
+        if kind == "lora":
+            lab = f"LoRA r{_whole(r)}" if r == r and r > 0 else "LoRA"
+        elif kind == "partial":
+            lab = (f"partial top {_whole(b)} block{'' if b == 1 else 's'}"
+                   if b == b and b > 0 else "partial")
+        elif kind == "split":
+            lab = f"split at block {_whole(c)}" if c == c else "split"
+            if r == r and r > 0:
+                lab += f" · LoRA r{_whole(r)}"
+        elif kind == "width":
+            lab = f"width {wd:g}" if wd == wd else "width"
+        else:
+            lab = str(kind)
+        labels.append(lab)
+    cats = sorted(set(labels))
+    pos = {lab: i for i, lab in enumerate(cats)}
+    lab_code = np.array([pos[lab] for lab in labels], dtype=np.int64)
+    return pd.Series(pd.Categorical.from_codes(lab_code[code], categories=cats),
+                     index=clients.index)
+
+
+def workload_label_order(label: str) -> tuple:
+    """Sort key for workload labels: by kind (in the dashboards' order), then by the number."""
+    kinds = ("full", "lora", "partial", "split", "width", "none")
+    kind = label.split(" ")[0].lower()
+    nums = [float(x) for x in label.replace("r", " ").split() if x.replace(".", "").isdigit()]
+    return (kinds.index(kind) if kind in kinds else len(kinds), nums, label)

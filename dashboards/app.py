@@ -14,14 +14,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dash import Dash, Input, Output, State, dcc, html, no_update
+import pandas as pd
+from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboards import compare as C
 from dashboards import serving
+from dashboards import stats as S
 from dashboards.data import list_runs as _list_runs
 from dashboards.data import load_run, signature
 from dashboards.figures import summary_numbers
+from dashboards.linking import LINKING_JS
 from dashboards.report import (
     CSS,
     PLOTLY_CONFIG,
@@ -31,7 +34,6 @@ from dashboards.report import (
     run_header_items,
     run_panels,
 )
-from dashboards.style import fmt_duration
 
 REFRESH_MS = 2000
 
@@ -54,13 +56,16 @@ aside .hint{color:#7b8794;font-size:12px;margin-top:6px}
 .badge{font-size:11px;padding:1px 6px;border-radius:8px;margin-left:6px;background:#e4e7eb;
   color:#334e68}
 .badge.running{background:#fce8c3;color:#8d5a00}
+.lbsort{font-size:13px;color:#bcccdc;margin:4px 0}
+.lbsort label{margin-right:12px;cursor:pointer}
 """
 
 
 def _index_string() -> str:
     return ("<!DOCTYPE html><html><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}"
             f"<style>{APP_CSS}</style></head><body>{{%app_entry%}}<footer>{{%config%}}"
-            "{%scripts%}{%renderer%}</footer></body></html>")
+            "{%scripts%}{%renderer%}</footer>"
+            f"<script>{LINKING_JS}</script></body></html>")
 
 
 def _run_options(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -79,10 +84,10 @@ def _run_options(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return opts
 
 
-def _panel_div(p: Panel) -> html.Div:
+def _panel_div(p: Panel, graph_id: Any = None) -> html.Div:
     return html.Div(className="panel", id=f"panel-{p.id}", children=[
         html.P(p.caption, className="caption"),
-        dcc.Graph(id=f"graph-{p.id}", figure=p.figure,
+        dcc.Graph(id=graph_id or f"graph-{p.id}", figure=p.figure,
                   config=PLOTLY_CONFIG,  # type: ignore[arg-type]  # plain dict for dash's TypedDict
                   style={"height": f"{int(p.figure.layout.height or 420)}px"}),
     ])
@@ -95,30 +100,55 @@ def _cards(items: list[tuple[str, str]]) -> html.Div:
         for k, v in items])
 
 
-def run_view(path: Path) -> list[Any]:
+GRAPH = "panel-graph"  # pattern-matching id type of the run view's graphs
+
+
+def _run_parts(path: Path) -> tuple[list[Any], list[Panel]]:
+    """The run header's children and the run's panels, each figure keeping the user's zoom,
+    pan and legend choices across live updates (``uirevision``: the run's path)."""
     run = load_run(path)
     numbers = summary_numbers(run.rounds, run.clients)
-    head = html.Div(className="runhead", children=[
-        html.H2(f"{run.name}" + (" (in progress)" if run.status == "running" else "")),
-        _cards(run_header_items(run.manifest, numbers, run.status)),
+    head = [html.H2(f"{run.name}" + (" (in progress)" if run.status == "running" else "")),
+            _cards(run_header_items(run.manifest, numbers, run.status))]
+    panels = run_panels(run.rounds, run.clients, run.manifest)
+    for p in panels:
+        p.figure.layout.uirevision = str(path)
+    return head, panels
+
+
+def run_view(path: Path, incremental: bool = True) -> list[Any]:
+    head, panels = _run_parts(path)
+    return [html.Div(className="runhead", id="run-head", children=head),
+            html.Main([_panel_div(p, {"type": GRAPH, "panel": p.id} if incremental else None)
+                       for p in panels])]
+
+
+SORT_LABELS = {"time_to_target_s": "time to target", "final_accuracy": "final accuracy",
+               "jain": "fairness", "energy_j": "energy"}
+
+
+def leaderboard_table(lb: pd.DataFrame) -> html.Table:
+    """The leaderboard (dashboards.stats) as a Dash table, one unit per column."""
+    cols = S.leaderboard_columns(lb)
+    return html.Table(className="runs leaderboard", children=[
+        html.Thead(html.Tr([html.Th(c.title) for c in cols])),
+        html.Tbody([html.Tr([html.Td(c.cells[i]) for c in cols]) for i in range(len(lb))]),
     ])
-    return [head, html.Main([_panel_div(p) for p in run_panels(run.rounds, run.clients)])]
 
 
 def compare_view(paths: list[Path], target: float | None) -> list[Any]:
     series = load_series(paths)
     tgt = float(target) if target is not None else C.default_target(series)
     summary = C.summary_table(series, tgt)
-    rows = [html.Tr([html.Td(r.label), html.Td(f"{r.final_accuracy:.1%}"
-                                               if r.final_accuracy == r.final_accuracy else "–"),
-                     html.Td(fmt_duration(r.time_to_target_s)),
-                     html.Td("–" if r.jain != r.jain else f"{r.jain:.3f}")])
-            for r in summary.itertuples()]
     head = html.Div(className="runhead", children=[
         html.H2(f"Comparing {len(series)} runs · target accuracy {tgt:.1%}"),
-        html.Table(className="runs", children=[
-            html.Tr([html.Th("run"), html.Th("final accuracy"), html.Th("time to target"),
-                     html.Th("Jain's index")]), *rows]),
+        html.Div(className="lbsort", children=[
+            html.Span("Leaderboard (mean ± 95% t-interval over a label's runs), sorted by "),
+            dcc.RadioItems(id="lb-sort", value="time_to_target_s", inline=True,
+                           options=[{"label": v, "value": k} for k, v in SORT_LABELS.items()]),
+        ]),
+        html.Div(id="leaderboard", children=leaderboard_table(S.leaderboard(summary))),
+        dcc.Store(id="lb-data", data=summary.to_dict("records")),
     ])
     return [head, html.Main([_panel_div(p) for p in comparison_panels(series, tgt)])]
 
@@ -158,17 +188,20 @@ def _layout(runs_dir: Path) -> html.Div:
         ]),
         dcc.Interval(id="tick", interval=REFRESH_MS),
         dcc.Store(id="run-sig"),
+        dcc.Store(id="run-data"),
         dcc.Store(id="compare-sig"),
         dcc.Store(id="list-key"),
     ])
 
 
-def make_app(runs_dir: str | Path, token: str | None = None) -> Dash:
+def make_app(runs_dir: str | Path, token: str | None = None, incremental: bool = True) -> Dash:
     """The live dashboard for ``runs_dir`` (not started).
 
     Every run path a callback receives from the browser goes through
     :func:`dashboards.serving.confine` (HTTP 403 and a log line when it is not a run inside
-    ``runs_dir``); with ``token`` every request must carry it (dashboards/serving.py)."""
+    ``runs_dir``); with ``token`` every request must carry it (dashboards/serving.py).
+    ``incremental=False`` rebuilds the whole run view on every change (the old behaviour, kept
+    for benchmarks/bench_live.py)."""
     runs_dir = Path(runs_dir)
 
     def run_path(value: Any) -> Path:
@@ -208,6 +241,10 @@ def make_app(runs_dir: str | Path, token: str | None = None) -> Dash:
     @app.callback(Output("run-sig", "data"), Input("run-list", "value"),
                   Input("tick", "n_intervals"), Input("tabs", "value"), State("run-sig", "data"))
     def check_run(path: str | None, _n: int | None, tab: str, last: Any):  # type: ignore[no-untyped-def]
+        if incremental:  # new files of the shown run are check_data's business
+            if last is not None and last[0] == path:
+                raise PreventUpdate
+            return [path, signature(run_path(path)) if path else ""]
         sig = [path, signature(run_path(path)) if path else ""]
         if sig == last or (tab != "run" and last is not None and last[0] == path):
             raise PreventUpdate
@@ -217,7 +254,36 @@ def make_app(runs_dir: str | Path, token: str | None = None) -> Dash:
     def show_run(sig: Any):  # type: ignore[no-untyped-def]
         if not sig or not sig[0]:
             return [html.Main(html.P(f"No runs in {runs_dir} yet."))]
-        return run_view(run_path(sig[0]))
+        return run_view(run_path(sig[0]), incremental)
+
+    if incremental:
+        # New files of the run on screen: only the figures and the header change (Plotly.react
+        # on each graph, zoom kept); a change in the set of panels rebuilds the view.
+        @app.callback(Output("run-data", "data"), Input("tick", "n_intervals"),
+                      State("run-sig", "data"), State("run-data", "data"),
+                      State("tabs", "value"))
+        def check_data(_n: int | None, sig: Any, last: Any, tab: str) -> Any:
+            if not sig or not sig[0] or tab != "run":
+                raise PreventUpdate
+            data = [sig[0], signature(run_path(sig[0]))]
+            if last is None or last[0] != sig[0]:
+                return data  # the first look at this run: remember, nothing to redraw
+            if data == last:
+                raise PreventUpdate
+            return data
+
+        @app.callback(Output({"type": GRAPH, "panel": ALL}, "figure"),
+                      Output("run-head", "children"),
+                      Output("run-sig", "data", allow_duplicate=True),
+                      Input("run-data", "data"), State({"type": GRAPH, "panel": ALL}, "id"),
+                      State("run-sig", "data"), prevent_initial_call=True)
+        def update_run(data: Any, ids: list[dict[str, str]], sig: Any) -> Any:
+            if not data or not ids or not sig or sig[0] != data[0]:
+                raise PreventUpdate
+            head, panels = _run_parts(run_path(data[0]))
+            if [p.id for p in panels] != [i["panel"] for i in ids]:
+                return no_update, no_update, [data[0], data[1]]  # rebuild: panels came or went
+            return [p.figure for p in panels], head, no_update
 
     @app.callback(Output("compare-sig", "data"), Input("compare-select", "value"),
                   Input("target", "value"), Input("tabs", "value"), Input("tick", "n_intervals"),
@@ -230,6 +296,13 @@ def make_app(runs_dir: str | Path, token: str | None = None) -> Dash:
         if sig == last:
             raise PreventUpdate
         return sig
+
+    @app.callback(Output("leaderboard", "children"), Input("lb-sort", "value"),
+                  State("lb-data", "data"), prevent_initial_call=True)
+    def sort_leaderboard(by: str | None, records: list[dict[str, Any]] | None) -> Any:
+        if not records or by not in SORT_LABELS:
+            raise PreventUpdate
+        return leaderboard_table(S.leaderboard(pd.DataFrame(records), sort_by=str(by)))
 
     @app.callback(Output("compare-view", "children"), Input("compare-sig", "data"))
     def show_compare(sig: Any) -> list[Any]:
@@ -268,9 +341,9 @@ class ServerThread(threading.Thread):
 
 
 def start_server(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None) -> ServerThread:
+                 token: str | None = None, incremental: bool = True) -> ServerThread:
     """Start the app for ``runs_dir`` in a background thread (port 0 = any free port)."""
-    t = ServerThread(make_app(runs_dir, token=token), host, port)
+    t = ServerThread(make_app(runs_dir, token=token, incremental=incremental), host, port)
     t.start()
     return t
 

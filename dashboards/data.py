@@ -39,10 +39,13 @@ PHASE_EVENT_COLUMNS = ["download_start_s", "download_end_s", "compute_start_s", 
                        "upload_start_s", "upload_end_s"]
 CLIENT_READ = ["round", "client_id", "device_class", "link", "outcome", "workload", "n_samples",
                "start_s", "stop_s", "download_s", "compute_s", "upload_s", "bytes_down",
-               "bytes_up", *EXTRA_ASSIGNMENT_COLUMNS, *PHASE_EVENT_COLUMNS, "staleness", "edge_id"]
+               "bytes_up", "energy_j", *EXTRA_ASSIGNMENT_COLUMNS, *PHASE_EVENT_COLUMNS, "staleness",
+               "edge_id"]
 # Columns the comparison dashboard reads.
-COMPARE_ROUND_READ = ["round", "sim_end_s", "accuracy"]
-COMPARE_CLIENT_READ = ["client_id", "device_class", "outcome"]
+COMPARE_ROUND_READ = ["round", "sim_start_s", "sim_end_s", "duration_s", "wall_s", "accuracy",
+                      "energy_j", "wasted_device_s"]
+COMPARE_CLIENT_READ = ["round", "client_id", "device_class", "outcome", "stop_s", "download_s",
+                       "compute_s", "upload_s", "energy_j"]
 
 
 @dataclass

@@ -14,12 +14,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboards import aggregates as A
-from dashboards.data import EXTRA_ASSIGNMENT_COLUMNS
 from dashboards.style import (
     OUTCOME_COLORS,
     PHASE_COLORS,
     PHASES,
-    SEQUENTIAL,
+    RUN_COLORS,
     WORKLOAD_COLORS,
     base_layout,
     bytes_unit,
@@ -28,6 +27,7 @@ from dashboards.style import (
     empty_figure,
     energy_unit,
     hex_rgba,
+    menu_y,
     round_ticks,
     time_unit,
 )
@@ -63,77 +63,116 @@ def _stack(x: pd.Series, y: pd.Series, name: str, color: str, hover: str, group:
                       **kw)
 
 
+def has_evaluation(rounds: pd.DataFrame) -> bool:
+    """Whether any round recorded a test accuracy or loss (analytic runs train nothing)."""
+    cols = [c for c in ("accuracy", "loss") if c in rounds]
+    return bool(len(rounds) and cols and rounds[cols].notna().any().any())
+
+
+def x_modes(rounds: pd.DataFrame) -> dict[str, tuple[str, pd.Series, str, float]]:
+    """The x axes a per-round line can use: key -> (axis title, values, link key, seconds per
+    unit). ``sim``: simulated time at the round's end; ``round``; ``wall``: cumulative wall
+    time (when recorded)."""
+    unit, div = time_unit(rounds["sim_end_s"].max())
+    out = {"sim": (f"simulated time ({unit})", rounds["sim_end_s"] / div, "sim", div),
+           "round": ("round", rounds["round"].astype(float), "round", 1.0)}
+    if "wall_s" in rounds and rounds["wall_s"].notna().any():
+        wall = rounds["wall_s"].fillna(0.0).cumsum()
+        wunit, wdiv = time_unit(wall.max())
+        out["wall"] = (f"wall time ({wunit})", wall / wdiv, "wall", wdiv)
+    return out
+
+
+MODE_LABELS = {"sim": "simulated time", "round": "round", "wall": "wall time"}
+# Client-side evaluation (``evaluation.clients_per_round``, docs/strategies.md): a band from the
+# worst-10 % to the median of the evaluated clients' held-out accuracy, and the fine-tuned median.
+CLIENT_BAND = (
+    ("client_acc_worst10", "clients: worst 10%", {"color": "#59a14f", "width": 1}, None),
+    ("client_acc_median", "clients: worst 10% to median", {"color": "#59a14f", "width": 1.5},
+     "tonexty"),
+    ("personalized_acc_median", "clients fine-tuned: median",
+     {"color": "#59a14f", "width": 1.5, "dash": "dash"}, None))
+
+
 def accuracy_figure(rounds: pd.DataFrame) -> go.Figure:
-    """Test accuracy and loss against simulated time (left) and against round (right)."""
+    """Test accuracy (top) and loss (bottom) on one shared x axis, with a switch between
+    simulated time, round and wall time, and a smoothing weight (TensorBoard's debiased EMA)."""
     title = "Model quality"
     if not _has(rounds, "round", "sim_end_s", "accuracy"):
         return empty_figure(title, "no rounds recorded yet")
-    if not rounds[[c for c in ("accuracy", "loss") if c in rounds]].notna().any().any():
+    if not has_evaluation(rounds):
         return empty_figure(title, "no evaluation recorded (an analytic run trains no model)")
-    unit, div = time_unit(rounds["sim_end_s"].max())
-    fig = make_subplots(rows=2, cols=2, shared_yaxes=False, vertical_spacing=0.14,
-                        horizontal_spacing=0.08,
-                        subplot_titles=("Accuracy vs simulated time", "Accuracy vs round",
-                                        "Loss vs simulated time", "Loss vs round"))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("Test accuracy", "Loss"))
     series = (("accuracy", "test accuracy", 1, {"color": "#4e79a7", "width": 2.2}, ".1%"),
               ("loss", "test loss", 2, {"color": "#e15759", "width": 2}, ".3f"),
               ("train_loss", "train loss", 2, {"color": "#f28e2b", "width": 2, "dash": "dot"},
                ".3f"))
+    rounds = rounds.reset_index(drop=True)
+    modes = x_modes(rounds)  # one divisor per axis for every trace (wall time: all rounds)
+    xs: dict[str, list[list[float]]] = {k: [] for k in modes}
+    ys: dict[float, list[list[float]]] = {w: [] for w in A.SMOOTHING}
     for col_name, name, row, line, fmt in series:
         if col_name not in rounds:
             continue
         r = A.thin_rounds(rounds[rounds[col_name].notna()])  # rounds without evaluation: skipped
         if not len(r):
             continue
-        for col, x, xfmt in ((1, r["sim_end_s"] / div, f"%{{x:.2f}} {unit}"),
-                             (2, r["round"], "round %{x}")):
-            fig.add_trace(go.Scatter(
-                x=x, y=r[col_name], name=name, mode="lines+markers" if len(r) == 1 else "lines",
-                line=line, legendgroup=col_name, showlegend=col == 1,
-                hovertemplate=f"{xfmt}<br>{name} %{{y:{fmt}}}<extra></extra>"), row=row, col=col)
-    _client_band(fig, rounds, div, unit)
+        for key, (_t, v, _l, _d) in modes.items():
+            xs[key].append(v.loc[r.index].tolist())
+        y = r[col_name].to_numpy(float)
+        for w in A.SMOOTHING:
+            ys[w].append(A.ema(y, w).tolist())
+        fig.add_trace(go.Scatter(
+            x=xs["sim"][-1], y=y, name=name, mode="lines+markers" if len(r) == 1 else "lines",
+            line=line, legendgroup=col_name, customdata=r["round"],
+            hovertemplate=f"{name} %{{y:{fmt}}} (round %{{customdata}})<extra></extra>"),
+            row=row, col=1)
+    for col_name, name, line, fill in CLIENT_BAND:  # client-side evaluation, when recorded
+        if col_name not in rounds or not rounds[col_name].notna().any():
+            continue
+        r = A.thin_rounds(rounds[rounds[col_name].notna()])
+        for key, (_t, v, _l, _d) in modes.items():
+            xs[key].append(v.loc[r.index].tolist())
+        y = r[col_name].to_numpy(float)
+        for w in A.SMOOTHING:
+            ys[w].append(A.ema(y, w).tolist())
+        fig.add_trace(go.Scatter(
+            x=xs["sim"][-1], y=y, name=name, mode="lines+markers" if len(r) == 1 else "lines",
+            line=line, fill=fill, fillcolor="rgba(89, 161, 79, 0.2)" if fill else None,
+            legendgroup="client_acc", customdata=r["round"],
+            hovertemplate=f"{name} %{{y:.1%}} (round %{{customdata}})<extra></extra>"),
+            row=1, col=1)
+    buttons = []
+    for key, (xt, _v, link, div) in modes.items():
+        buttons.append({"label": MODE_LABELS[key], "method": "update",
+                        "args": [{"x": xs[key]},
+                                 {"xaxis2.title.text": xt, "xaxis.autorange": True,
+                                  "xaxis2.autorange": True,
+                                  "meta": {"xlinks": {"xaxis": [link, div],
+                                                      "xaxis2": [link, div]}}}]})
+    smooth = [{"label": f"smoothing {w:g}" if w else "no smoothing", "method": "restyle",
+               "args": [{"y": ys[w]}]} for w in A.SMOOTHING]
+    menu = {"type": "buttons", "direction": "right", "y": menu_y(560),
+            "yanchor": "top", "pad": {"l": 8}, "font": {"size": 11}, "active": 0,
+            "showactive": True}
     base_layout(fig, title, height=560)
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1)
-    fig.update_yaxes(title_text="accuracy", row=1, col=1)
+    fig.update_layout(updatemenus=[{**menu, "x": 0.0, "xanchor": "left", "buttons": buttons},
+                                   {**menu, "x": 0.45, "xanchor": "left", "buttons": smooth}],
+                      hovermode="x unified", margin={"t": 120},
+                      meta={"xlinks": {"xaxis": ["sim", modes["sim"][3]],
+                                       "xaxis2": ["sim", modes["sim"][3]]}})
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", title_text="accuracy", row=1)
     fig.update_yaxes(title_text="loss", row=2, col=1)
-    fig.update_xaxes(title_text=f"simulated time ({unit})", col=1, row=2)
-    fig.update_xaxes(title_text="round", col=2, row=2)
-    fig.update_xaxes(col=2, **round_ticks(len(rounds)))
+    fig.update_xaxes(title_text=modes["sim"][0], row=2, col=1)
     return fig
 
 
-def _client_band(fig: go.Figure, rounds: pd.DataFrame, div: float, unit: str) -> None:
-    """Client-side evaluation (``evaluation.clients_per_round``): a band from the worst-10 %
-    to the median of the evaluated clients' held-out accuracy, and the personalised median."""
-    if not _has(rounds, "client_acc_worst10", "client_acc_median"):
-        return
-    r = A.thin_rounds(rounds[rounds["client_acc_median"].notna()])
-    if not len(r):
-        return
-    color, mode = "#59a14f", "lines+markers" if len(r) == 1 else "lines"
-    for col, x, xfmt in ((1, r["sim_end_s"] / div, f"%{{x:.2f}} {unit}"),
-                         (2, r["round"], "round %{x}")):
-        fig.add_trace(go.Scatter(
-            x=x, y=r["client_acc_worst10"], name="clients: worst 10%", mode=mode,
-            line={"color": color, "width": 1}, legendgroup="client_acc", showlegend=False,
-            hovertemplate=f"{xfmt}<br>clients' worst 10% %{{y:.1%}}<extra></extra>"),
-            row=1, col=col)
-        fig.add_trace(go.Scatter(
-            x=x, y=r["client_acc_median"], name="clients: worst 10% to median", mode=mode,
-            fill="tonexty", fillcolor="rgba(89, 161, 79, 0.2)", line={"color": color, "width": 1.5},
-            legendgroup="client_acc", showlegend=col == 1,
-            hovertemplate=f"{xfmt}<br>clients' median %{{y:.1%}}<extra></extra>"), row=1, col=col)
-        if "personalized_acc_median" in r and r["personalized_acc_median"].notna().any():
-            fig.add_trace(go.Scatter(
-                x=x, y=r["personalized_acc_median"], name="clients fine-tuned: median", mode=mode,
-                line={"color": color, "width": 1.5, "dash": "dash"}, legendgroup="personalized",
-                showlegend=col == 1,
-                hovertemplate=f"{xfmt}<br>fine-tuned median %{{y:.1%}}<extra></extra>"),
-                row=1, col=col)
-
-
 def round_time_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:
-    """Each round's duration split along the critical path (see ``A.round_phase_split``)."""
+    """Each round's duration split along the critical path (see ``A.round_phase_split``).
+
+    Hover shows a round's four parts and its total together; clicking a round opens it in the
+    client timeline (dashboards/linking.py)."""
     title = "Where round time goes (critical path)"
     if not _has(rounds, "round", "duration_s", "sim_start_s") or not _has(
             clients, "round", "outcome", "download_s", "compute_s", "upload_s"):
@@ -143,17 +182,23 @@ def round_time_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     crit = split.get("critical_class")
     for p in (*PHASES, "waiting"):
-        hover = f"round %{{x}}<br>{p}: %{{y:.1f}} {unit}"
-        if crit is not None and k == 1:
-            hover += "<br>critical client: %{customdata}"
         fig.add_trace(_stack(split["round"], split[p] / div, p, PHASE_COLORS[p],
-                             hover + "<extra></extra>", "phases",
-                             customdata=crit if k == 1 else None))
+                             f"{p}: %{{y:.2f}} {unit}<extra></extra>", "phases"))
+    total_hover = f"<b>total: %{{y:.2f}} {unit}</b>"
+    if crit is not None and k == 1:
+        total_hover += "<br>critical client: %{customdata}"
+    fig.add_trace(go.Scatter(
+        x=split["round"], y=split["duration_s"] / div, name="total", mode="markers",
+        marker={"symbol": "line-ew-open", "size": 10 if len(split) <= MAX_BARS else 4,
+                "color": "#1f2933", "line": {"width": 1.5}},
+        customdata=crit if k == 1 else None, hovertemplate=total_hover + "<extra></extra>"))
     note = f" (mean of {k} consecutive rounds per bar)" if k > 1 else ""
     base_layout(fig, title + note, height=400)
     fig.update_layout(barmode="stack", bargap=0.15 if len(split) < 80 else 0.0,
-                      legend={"traceorder": "normal"})
-    fig.update_xaxes(title_text="round", **round_ticks(len(split)))
+                      legend={"traceorder": "normal"}, hovermode="x unified",
+                      meta={"role": "round-time", "xlinks": {"xaxis": ["round", 1.0]}})
+    fig.update_xaxes(title_text="round (click a round to open it in the timeline)",
+                     **round_ticks(len(split)))
     fig.update_yaxes(title_text=f"simulated time ({unit})")
     return fig
 
@@ -211,7 +256,7 @@ def outcomes_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:
                 hovertemplate=f"%{{y}}<br>{o}: %{{x:.1%}} (%{{customdata:,}})<extra></extra>"),
                 row=1, col=2)
     base_layout(fig, title, height=420)
-    fig.update_layout(barmode="stack", bargap=0.1)
+    fig.update_layout(barmode="stack", bargap=0.1, meta={"xlinks": {"xaxis": ["round", 1.0]}})
     fig.update_xaxes(title_text="round", row=1, col=1, **round_ticks(len(rounds)))
     fig.update_yaxes(title_text="clients", row=1, col=1)
     fig.update_xaxes(title_text="share of invitations", tickformat=".0%", range=[0, 1], row=1,
@@ -220,34 +265,42 @@ def outcomes_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:
 
 
 def workload_figure(clients: pd.DataFrame) -> go.Figure:
-    """Which workload (and rank / blocks / cut / width / tier when recorded) each device class
-    was assigned. An extra column with one value for every invitation is left out."""
+    """Which workload each device class was assigned: the kind (left) and, when the run records
+    the rank / blocks / cut / width, what exactly (right: "LoRA r8", "split at block 3",
+    "partial top 2 blocks", ...; see ``A.workload_labels``)."""
     title = "Workload assignment by device class"
     if not _has(clients, "device_class", "workload"):
         return empty_figure(title, "no workload assignments recorded")
-    extras = [c for c in EXTRA_ASSIGNMENT_COLUMNS
-              if c in clients and pd.unique(clients[c].dropna().to_numpy()).size > 1]
-    cols = ["workload", *extras]
+    labels = A.workload_labels(clients)
+    detail = labels is not None and bool(
+        (labels.astype(str) != clients["workload"].astype(str)).any())
+    cols: list[tuple[str, pd.Series]] = [("workload", clients["workload"])]
+    if detail and labels is not None:
+        cols.append(("assignment", labels))
     entries = 0
     fig = make_subplots(rows=1, cols=len(cols), shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=[f"by {c}" for c in cols])
-    for i, col in enumerate(cols, start=1):
-        mix = A.assignment_mix_by_class(clients, col)
+                        subplot_titles=[f"by {c}" for c, _ in cols])
+    for i, (col, values_s) in enumerate(cols, start=1):
+        frame = pd.DataFrame({"device_class": clients["device_class"], col: values_s})
+        mix = A.assignment_mix_by_class(frame, col)
         share = mix.div(mix.sum(axis=1).where(lambda s: s > 0), axis=0).fillna(0.0)
         values = list(mix.columns)
         entries += len(values) + 2  # items and the group title
         if col == "workload":
             values = [w for w in WORKLOAD_COLORS if w in values] + [
                 v for v in values if v not in WORKLOAD_COLORS]
+        else:
+            values = sorted(values, key=A.workload_label_order)
         for j, v in enumerate(values):
+            kind = v.split(" ")[0].lower() if col == "assignment" else v
             color = (color_for(WORKLOAD_COLORS, v, j) if col == "workload"
-                     else SEQUENTIAL[int(round(j * (len(SEQUENTIAL) - 1) / max(len(values) - 1,
-                                                                                   1)))])
+                     else hex_rgba(color_for(WORKLOAD_COLORS, kind, j),
+                                   0.45 + 0.55 * (j + 1) / len(values)))
             fig.add_trace(go.Bar(
                 y=share.index, x=share[v], orientation="h", name=v, legendgroup=col,
                 legendgrouptitle_text=col, customdata=mix[v].to_numpy(),
                 marker={"color": color, "line": {"width": 0.5, "color": "white"}},
-                hovertemplate=f"%{{y}}<br>{col} = {v}: %{{x:.1%}} (%{{customdata:,}})"
+                hovertemplate=f"%{{y}}<br>{v}: %{{x:.1%}} (%{{customdata:,}})"
                               "<extra></extra>"), row=1, col=i)
         fig.update_xaxes(tickformat=".0%", range=[0, 1], title_text="share of invitations",
                          row=1, col=i)
@@ -256,7 +309,7 @@ def workload_figure(clients: pd.DataFrame) -> go.Figure:
     fig.update_layout(barmode="stack", bargap=0.25,
                       legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0,
                               "yanchor": "top", "yref": "paper", "traceorder": "grouped"})
-    fig.update_layout(margin={"r": 140})
+    fig.update_layout(margin={"r": 170})
     return fig
 
 
@@ -288,19 +341,33 @@ def traffic_energy_figure(rounds: pd.DataFrame) -> go.Figure:
         hovertemplate=f"%{{x:.2f}} {unit}<br>energy: %{{y:,.2f}} {eunit} "
                       f"(this round %{{customdata:,.3f}} {eunit})<extra></extra>"), row=1, col=2)
     base_layout(fig, title, height=380)
+    fig.update_layout(meta={"xlinks": {"xaxis": ["sim", div], "xaxis2": ["sim", div]}})
     fig.update_xaxes(title_text=f"simulated time ({unit})")
     fig.update_yaxes(title_text=bunit, rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text=eunit, rangemode="tozero", row=1, col=2)
     return fig
 
 
-def population_figure(clients: pd.DataFrame) -> go.Figure:
-    """Device-class mix of the clients seen, and their bandwidth and compute distributions."""
+def tokens_per_sample(manifest: dict | None) -> int | None:
+    """Tokens in one training sample of a language-model run (the scenario's model.seq_len for
+    a transformer), else None."""
+    sc = (manifest or {}).get("scenario")
+    model = (sc if isinstance(sc, dict) else (manifest or {})).get("model") or {}
+    if isinstance(model, dict) and model.get("kind") == "transformer":
+        seq = model.get("seq_len")
+        if isinstance(seq, (int, float)) and seq > 0:
+            return int(seq)
+    return None
+
+
+def population_figure(clients: pd.DataFrame, tokens: int | None = None) -> go.Figure:
+    """Device-class mix of the clients seen, and their bandwidth and compute distributions
+    (compute in tokens/s when ``tokens`` per sample is given: language-model runs)."""
     title = "Population: device classes, bandwidth and compute"
     if not _has(clients, "client_id", "device_class"):
         return empty_figure(title, "no clients recorded yet")
     mix = A.population_mix(clients)
-    quant = A.rate_quantiles(clients) if "outcome" in clients else {}
+    quant = A.rate_quantiles(clients, tokens) if "outcome" in clients else {}
     colors = device_colors(mix.index)
     fig = make_subplots(rows=2, cols=2, vertical_spacing=0.2, horizontal_spacing=0.14,
                         subplot_titles=("Distinct clients invited, by class",
@@ -315,7 +382,7 @@ def population_figure(clients: pd.DataFrame) -> go.Figure:
                          hovertemplate="<b>%{y}</b>: %{x:,} clients<br>%{customdata}"
                                        "<extra></extra>"), row=1, col=1)
     panes = (("downlink", 1, 2, "Mbit/s"), ("uplink", 2, 1, "Mbit/s"),
-             ("throughput", 2, 2, "samples/s"))
+             ("throughput", 2, 2, "tokens/s" if tokens else "samples/s"))
     for key, r, c, unit in panes:
         q = quant.get(key)
         if q is None or not len(q):
@@ -378,8 +445,66 @@ def staleness_privacy_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.
                                                "epsilon %{y:.3g}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text=f"simulated time ({unit})", row=1, col=col)
         fig.update_yaxes(title_text="epsilon (cumulative)", rangemode="tozero", row=1, col=col)
+        fig.update_layout(meta={"xlinks": {"xaxis" if col == 1 else "xaxis2": ["sim", div]}})
     base_layout(fig, "Staleness and privacy", height=380)
     fig.update_layout(barmode="stack", bargap=0.15)
+    return fig
+
+
+def class_figure(rounds: pd.DataFrame, clients: pd.DataFrame) -> go.Figure:
+    """Per device class: critical-client share, share of round time, participation, energy."""
+    title = "Device classes: who makes rounds long"
+    d = A.class_drilldown(rounds, clients)
+    if not len(d):
+        return empty_figure(title, "no clients recorded yet")
+    return drilldown_figure(d, title)
+
+
+def drilldown_figure(d: pd.DataFrame, title: str) -> go.Figure:
+    """Four panels per device class from ``A.class_drilldown`` rows (pooled per ``group`` when
+    the frame has one)."""
+    if "group" not in d:
+        d = d.assign(group="")
+    sums = ["invited", "completed", "critical_rounds", "critical_time_s", "energy_j"]
+    agg = d.groupby(["group", "device_class"], sort=False)[sums].sum().reset_index()
+    for _g, sub in agg.groupby("group", sort=False):
+        idx = sub.index
+        agg.loc[idx, "critical_share"] = sub["critical_rounds"] / max(
+            sub["critical_rounds"].sum(), 1)
+        agg.loc[idx, "time_share"] = sub["critical_time_s"] / max(
+            sub["critical_time_s"].sum(), 1e-12)
+        agg.loc[idx, "energy_share"] = sub["energy_j"] / max(sub["energy_j"].sum(), 1e-12)
+    agg["participation"] = agg["completed"] / agg["invited"].where(agg["invited"] > 0)
+    order = sorted(device_colors(agg["device_class"]))
+    panels = (("critical_share", "Critical (last) client", "share of rounds"),
+              ("time_share", "Share of round time", "share of total round time"),
+              ("participation", "Participation", "completed / invited"),
+              ("energy_share", "Share of client energy", "share of energy"))
+    fig = make_subplots(rows=1, cols=4, horizontal_spacing=0.06,
+                        subplot_titles=[p[1] for p in panels])
+    colors = device_colors(order)
+    groups = list(dict.fromkeys(agg["group"]))
+    for i, g in enumerate(groups):
+        sub = agg[agg["group"] == g]
+        color = RUN_COLORS[i % len(RUN_COLORS)]
+        one = len(groups) == 1
+        custom = np.column_stack([sub["critical_rounds"], sub["invited"], sub["completed"],
+                                  sub["energy_j"] / 1e3])
+        for col, (key, _t, _y) in enumerate(panels, start=1):
+            fig.add_trace(go.Bar(
+                x=sub["device_class"], y=sub[key], name=g or "run", legendgroup=g,
+                showlegend=col == 1 and not one, customdata=custom,
+                marker={"color": [colors[c] for c in sub["device_class"]] if one else color},
+                hovertemplate=(f"{g + '<br>' if g else ''}%{{x}}: %{{y:.1%}}<br>critical in "
+                               "%{customdata[0]:,.0f} rounds · %{customdata[2]:,.0f} of "
+                               "%{customdata[1]:,.0f} invitations completed · "
+                               "%{customdata[3]:,.1f} kJ<extra></extra>")), row=1, col=col)
+    base_layout(fig, title, height=420, legend=len(groups) > 1)
+    fig.update_layout(barmode="group", bargap=0.2)
+    fig.update_xaxes(categoryorder="array", categoryarray=order, tickangle=-35)
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    for col, (_k, _t, ylab) in enumerate(panels, start=1):
+        fig.update_yaxes(title_text=ylab if col == 1 else None, row=1, col=col)
     return fig
 
 

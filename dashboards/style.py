@@ -116,7 +116,7 @@ def time_unit(max_seconds: float) -> tuple[str, float]:
 def bytes_unit(max_bytes: float) -> tuple[str, float]:
     m = float(max_bytes) if max_bytes == max_bytes else 0.0
     for label, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if m >= 10 * div:
+        if m >= div:  # 5 TB, not 5000 GB
             return label, div
     return ("MB", 1e6) if m >= 1e5 else ("kB", 1e3)
 
@@ -184,3 +184,9 @@ def empty_figure(title: str, message: str, height: int = 260) -> go.Figure:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig
+
+
+def menu_y(height: int, top: int = 120, bottom: int = 56, from_top: int = 64) -> float:
+    """Paper y of a button row ``from_top`` pixels below the figure's top edge (updatemenus
+    have no container coordinates), for a figure of ``height`` with margins ``top``/``bottom``."""
+    return 1.0 + (top - from_top) / max(height - top - bottom, 1)

@@ -128,5 +128,5 @@ def timeline_figure(clients: pd.DataFrame, rounds: pd.DataFrame, max_rounds: int
                      f"simulated time since round start ({unit})", rangemode="tozero")
     fig.update_yaxes(title_text="clients, in order of stopping", autorange="reversed",
                      showticklabels=False, showgrid=False, ticks="")
-    fig.layout.meta = {"timeline_rounds": round_ids}
+    fig.layout.meta = {"timeline_rounds": round_ids, "role": "timeline"}
     return fig

@@ -248,12 +248,16 @@ def test_run_page_accuracy_panel_draws_the_client_band() -> None:
     band = [t for t in fig.data if t.name == "clients: worst 10% to median"]
     low = [t for t in fig.data if t.name == "clients: worst 10%"]
     pers = [t for t in fig.data if t.name == "clients fine-tuned: median"]
-    assert len(band) == len(low) == len(pers) == 2  # against time and against round
+    assert len(band) == len(low) == len(pers) == 1  # one x axis (a switch: time / round)
     assert band[0].fill == "tonexty" and list(fig.data).index(band[0]) == \
         list(fig.data).index(low[0]) + 1  # filled down to the worst-10 % line
     evaluated = r[r["client_acc_median"].notna()]
-    np.testing.assert_allclose(band[1].y, evaluated["client_acc_median"])
-    np.testing.assert_allclose(low[1].y, evaluated["client_acc_worst10"])
-    np.testing.assert_array_equal(band[1].x, evaluated["round"])  # round 1: not evaluated
+    np.testing.assert_allclose(band[0].y, evaluated["client_acc_median"])
+    np.testing.assert_allclose(low[0].y, evaluated["client_acc_worst10"])
+    np.testing.assert_array_equal(band[0].customdata, evaluated["round"])  # 1: not evaluated
+    # the x-axis switch moves the band too: its "round" button holds the band's rounds
+    switch = fig.layout.updatemenus[0].buttons
+    by_round = next(b for b in switch if b.label == "round").args[0]["x"]
+    assert by_round[list(fig.data).index(band[0])] == evaluated["round"].astype(float).tolist()
     _, plain = _sim(1)
     assert not [t for t in F.accuracy_figure(plain.rounds).data if "clients" in (t.name or "")]

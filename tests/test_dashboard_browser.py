@@ -90,6 +90,28 @@ def driver():  # type: ignore[no-untyped-def]
     close_driver(d)
 
 
+RUN_PANELS = [f"panel-{p}" for p in ("accuracy", "round-time", "timeline", "classes", "rates",
+                                     "outcomes", "workload", "traffic", "population")]
+COMPARE_PANELS = [f"panel-compare-{p}" for p in (
+    "accuracy", "time-to-target", "round-duration", "waste-energy", "invitations", "classes",
+    "fairness", "participation")]
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped policy comparison, shortened: random vs Oort, 2 seeds, 8 rounds, 200
+    clients (about 10 s)."""
+    runs = tmp_path_factory.mktemp("sweep")
+    cmd = [sys.executable, "-m", "simulator.cli.main", "sweep",
+           "scenarios/policy-comparison.yaml", "--grid", "selection.policy=random,oort",
+           "--seeds", "2", "--set", "rounds=8", "--set", "population.size=200",
+           "--target-accuracy", "0.2", "--name", "pc", "--runs-dir", str(runs),
+           "--no-dashboard", "--max-concurrent", "2"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return runs / "pc"
+
+
 def _severe(driver) -> list[dict]:  # type: ignore[no-untyped-def]
     return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
@@ -106,8 +128,7 @@ def test_run_dashboard_renders(real_run: Path, driver, shots: list[Path]) -> Non
     from dashboards import write_run_dashboard
 
     out = write_run_dashboard(real_run)
-    panels = ["panel-accuracy", "panel-round-time", "panel-timeline", "panel-rates",
-              "panel-outcomes", "panel-workload", "panel-traffic", "panel-population"]
+    panels = RUN_PANELS
     driver.get_log("browser")  # drop anything logged before this page
     driver.get(out.as_uri())
     assert driver.execute_async_script(WAIT_PLOTS_JS, ".js-plotly-plot", len(panels)) == len(
@@ -125,20 +146,103 @@ def test_run_dashboard_renders(real_run: Path, driver, shots: list[Path]) -> Non
         _save(driver, shots, pid.replace("panel-", "run-"), el)
 
 
-def test_comparison_dashboard_renders(real_run: Path, driver, shots: list[Path],  # type: ignore[no-untyped-def]
+def test_comparison_dashboard_renders(small_sweep: Path, driver, shots: list[Path],  # type: ignore[no-untyped-def]
                                       tmp_path: Path) -> None:
+    """Every comparison panel holds data, the leaderboard sorts, per-seed lines appear on
+    demand, no console error."""
     from dashboards import write_comparison_dashboard
 
-    out = write_comparison_dashboard([real_run, real_run], tmp_path / "cmp.html",
-                                     labels=["quickstart", "quickstart"])
-    panels = ["panel-compare-accuracy", "panel-compare-time-to-target",
-              "panel-compare-fairness", "panel-compare-participation"]
+    trials = sorted(p for p in small_sweep.iterdir() if (p / "manifest.json").exists())
+    assert len(trials) == 4
+    out = write_comparison_dashboard(trials, tmp_path / "cmp.html",
+                                     labels=[t.name.split("_")[0] for t in trials],
+                                     target_accuracy=0.2)
     driver.get_log("browser")
     driver.get(out.as_uri())
-    assert driver.execute_async_script(WAIT_PLOTS_JS, ".js-plotly-plot", 4) == 4
-    _check_panels(driver, panels)
+    n = len(COMPARE_PANELS)
+    assert driver.execute_async_script(WAIT_PLOTS_JS, ".js-plotly-plot", n) == n
+    _check_panels(driver, COMPARE_PANELS)
+    # every subplot of the explaining panels has data (not just one trace per panel)
+    for pid, kinds in (("compare-time-to-target", 3), ("compare-waste-energy", 2),
+                       ("compare-round-duration", 2), ("compare-classes", 4),
+                       ("compare-invitations", 2)):
+        axes = driver.execute_script(
+            "return Array.from(new Set(document.getElementById(arguments[0])._fullData"
+            ".filter(t => t.visible === true && (t.y || []).length).map(t => t.xaxis)))",
+            f"fig-{pid}")
+        assert len(axes) == kinds, (pid, axes)
+    # per-seed lines: hidden, then shown by the button
+    seeds_js = ("return document.getElementById('fig-compare-accuracy')._fullData"
+                ".filter(t => t.visible === true && t.line && t.line.dash === 'dot').length")
+    assert driver.execute_script(seeds_js) == 0
+    driver.execute_script(
+        "const gd = document.getElementById('fig-compare-accuracy');"
+        "const b = gd.layout.updatemenus[1].buttons[1]; Plotly.restyle(gd, b.args[0], b.args[1])")
+    assert driver.execute_script(seeds_js) == 8  # 4 runs x (round, simulated time)
+    # the leaderboard: one row per policy, sorted by time to target; a click sorts by accuracy
+    rows_js = ("return Array.from(document.querySelectorAll('table.leaderboard tbody tr'))"
+               ".map(r => r.cells[1].textContent)")
+    first = driver.execute_script(rows_js)
+    assert sorted(first) == ["policy-oort", "policy-random"]
+    head = next(h for h in driver.find_elements("css selector", "table.leaderboard th")
+                if h.text.startswith("final accuracy"))
+    head.click()
+    acc_js = ("const t = document.querySelector('table.leaderboard'); const i = Array.from("
+              "t.tHead.rows[0].cells).findIndex(c => c.textContent.startsWith('final acc'));"
+              "return Array.from(t.tBodies[0].rows).map(r => parseFloat(r.cells[i]"
+              ".getAttribute('data-v')))")
+    accs = driver.execute_script(acc_js)
+    assert accs == sorted(accs, reverse=True)
     assert _severe(driver) == []
     _save(driver, shots, "comparison-dashboard")
+
+
+LINK_JS = """
+const done = arguments[arguments.length - 1];
+const src = document.querySelector(arguments[0]), other = document.querySelector(arguments[1]);
+const axis = arguments[2], lo = arguments[3], hi = arguments[4];
+Plotly.relayout(src, {[axis + '.range']: [lo, hi]}).then(() => setTimeout(() => done({
+  other: other.layout.xaxis.range, other2: (other.layout.xaxis2 || {}).range || null}), 400));
+"""
+
+
+def test_linked_zoom_and_round_click(real_run: Path, driver, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Zooming the accuracy panel's time axis moves the traffic panel's two time axes; zooming
+    the round-time panel moves the outcomes panel's round axis; a double click resets both;
+    clicking a round opens it in the timeline."""
+    from dashboards import write_run_dashboard
+
+    out = write_run_dashboard(real_run, tmp_path / "run.html")
+    driver.get_log("browser")
+    driver.get(out.as_uri())
+    n = len(RUN_PANELS)
+    assert driver.execute_async_script(WAIT_PLOTS_JS, ".js-plotly-plot", n) == n
+    time.sleep(0.8)  # linking.js attaches within 0.5 s
+    got = driver.execute_async_script(LINK_JS, "#fig-accuracy", "#fig-traffic", "xaxis2",
+                                      1.0, 3.0)
+    assert got["other"] == pytest.approx([1.0, 3.0]) and got["other2"] == pytest.approx(
+        [1.0, 3.0])
+    got = driver.execute_async_script(LINK_JS, "#fig-round-time", "#fig-outcomes", "xaxis",
+                                      0.5, 2.5)
+    assert got["other"] == pytest.approx([0.5, 2.5])
+    # the accuracy axis did not move with the round axis (different link keys)
+    assert driver.execute_script(
+        "return document.getElementById('fig-accuracy').layout.xaxis2.range") == pytest.approx(
+        [1.0, 3.0])
+    reset = driver.execute_async_script(
+        "const done = arguments[0]; const a = document.getElementById('fig-accuracy');"
+        "Plotly.relayout(a, {'xaxis2.autorange': true}).then(() => setTimeout(() => done("
+        "document.getElementById('fig-traffic').layout.xaxis.autorange), 400))")
+    assert reset is True
+    # click round 3 in the round-time panel: the timeline shows round 3
+    driver.execute_script("document.getElementById('fig-round-time').emit('plotly_click',"
+                          " {points: [{x: 3}]})")
+    time.sleep(0.5)
+    tl = driver.execute_script(
+        "const g = document.getElementById('fig-timeline');"
+        "return [g.getAttribute('data-round'), g.layout.sliders[0].active, g.layout.title.text]")
+    assert tl[0] == "3" and tl[1] == 3 and "round 3" in tl[2], tl
+    assert _severe(driver) == []
 
 
 def _make_partial(src: Path, dst: Path, chunks: list[tuple[int, int]]) -> None:
@@ -180,25 +284,57 @@ def test_live_app(real_run: Path, driver, shots: list[Path], tmp_path: Path) -> 
         driver.get_log("browser")
         driver.get(srv.url)
         # the unfinished run is shown first, with all its panels
-        assert driver.execute_async_script(WAIT_PLOTS_JS, "#run-view .js-plotly-plot", 8) == 8
+        assert driver.execute_async_script(WAIT_PLOTS_JS, "#run-view .js-plotly-plot", 9) == 9
         labels = driver.execute_script(
             "return Array.from(document.querySelectorAll('#run-list label'))"
             ".map(l => l.innerText)")
         assert len(labels) == 2 and labels[0].startswith("live") and "running" in labels[0]
-        _check_panels(driver, [f"panel-{p}" for p in (
-            "accuracy", "round-time", "timeline", "rates", "outcomes", "workload", "traffic",
-            "population")])
+        _check_panels(driver, RUN_PANELS)
+        # linked zoom in the live app too: accuracy's time axis moves the traffic panel's
+        time.sleep(0.8)
+        got = driver.execute_async_script(LINK_JS, "#panel-accuracy .js-plotly-plot",
+                                          "#panel-traffic .js-plotly-plot", "xaxis2", 0.5, 1.5)
+        assert got["other"] == pytest.approx([0.5, 1.5])
         assert "2 of 5" in _wait_header(driver, "2 of 5")
+        # mark the graphs: an incremental update keeps these nodes, a rebuild replaces them
+        driver.execute_script("document.querySelectorAll('#run-view .js-plotly-plot')"
+                              ".forEach(g => { g._fedfleetMark = 1; })")
         # two more rounds arrive: the page picks them up by itself
         _make_partial(real_run, runs / "live.partial", [(2, 3)])
         assert "4 of 5" in _wait_header(driver, "4 of 5")
+        # the update was incremental: the same graph nodes, redrawn in place with the new data
+        time.sleep(1.0)
+        kept = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#run-view .js-plotly-plot'))"
+            ".map(g => g._fedfleetMark === 1)")
+        assert kept == [True] * 9, kept
+        n_acc = driver.execute_script("return document.querySelector('#panel-accuracy "
+                                      ".js-plotly-plot')._fullData[0].x.length")
+        assert n_acc == 4
         _save(driver, shots, "live-app")
         # compare both runs
         for lab in driver.find_elements("css selector", "#compare-select label"):
             lab.click()
         next(t for t in driver.find_elements("css selector", "#tabs .tab")
              if t.text == "Compare").click()
-        assert driver.execute_async_script(WAIT_PLOTS_JS, "#compare-view .js-plotly-plot", 4) == 4
+        n = len(COMPARE_PANELS)
+        assert driver.execute_async_script(WAIT_PLOTS_JS, "#compare-view .js-plotly-plot",
+                                           n) == n
+        # the leaderboard, re-sorted by the radio buttons
+        rows = driver.find_elements("css selector", "#leaderboard tbody tr")
+        assert len(rows) == 2
+        next(lab for lab in driver.find_elements("css selector", "#lb-sort label")
+             if lab.text == "fairness").click()
+        jain_js = ("const t = document.querySelector('#leaderboard table'); const i = Array.from("
+                   "t.tHead.rows[0].cells).findIndex(c => c.textContent.startsWith('fairness'));"
+                   "return Array.from(t.tBodies[0].rows).map(r => parseFloat(r.cells[i]"
+                   ".textContent))")
+        deadline = time.time() + 10
+        jain = driver.execute_script(jain_js)
+        while jain != sorted(jain, reverse=True) and time.time() < deadline:
+            time.sleep(0.25)
+            jain = driver.execute_script(jain_js)
+        assert jain == sorted(jain, reverse=True) and len(set(jain)) == 2, jain
         _save(driver, shots, "live-app-compare")
         assert _severe(driver) == []
     finally:
@@ -246,7 +382,7 @@ def test_live_app_follows_runs_that_finish_and_start(real_run: Path, driver,  # 
     try:
         driver.get_log("browser")
         driver.get(srv.url)
-        assert driver.execute_async_script(WAIT_PLOTS_JS, "#run-view .js-plotly-plot", 8) == 8
+        assert driver.execute_async_script(WAIT_PLOTS_JS, "#run-view .js-plotly-plot", 9) == 9
         assert "2 of 5" in _wait_header(driver, "2 of 5")
         labels = _labels(driver)
         assert labels[0].startswith("live") and "running" in labels[0]

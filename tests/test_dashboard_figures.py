@@ -75,9 +75,12 @@ def test_round_time_figure_stacks_to_duration(tiny):
     rounds, clients = tiny
     fig = F.round_time_figure(rounds, clients)
     by_name = {t.name: list(t.y) for t in fig.data}
-    assert set(by_name) == {"download", "compute", "upload", "waiting"}
+    assert set(by_name) == {"download", "compute", "upload", "waiting", "total"}
     assert by_name["waiting"] == [3.0, 5.0]
     assert by_name["download"] == [2.0, 0.0]
+    # one hover for the round's parts and its total; the total is the round duration
+    assert by_name["total"] == [10.0, 5.0] and fig.layout.hovermode == "x unified"
+    assert fig.layout.meta["role"] == "round-time"
     assert fig.layout.yaxis.title.text == "simulated time (s)"
 
 
@@ -115,7 +118,37 @@ def test_assignment_mix_with_extra_columns(tiny):
     assert ranks.loc["phone"].tolist() == [3, 0]  # the NaN (not assigned) is not counted
     fig = F.workload_figure(clients)
     groups = {t.legendgroup for t in fig.data}
-    assert groups == {"workload", "rank"}
+    assert groups == {"workload", "assignment"}
+    assert {t.name for t in fig.data if t.legendgroup == "assignment"} == {
+        "full", "LoRA r8", "none"}
+
+
+def test_workload_labels_read_right():
+    """Issue 17 item 7: LoRA-only clients are "LoRA r8", not "cut 0"; split and partial say
+    where they cut and how many blocks they train."""
+    df = pd.DataFrame({"workload": ["lora", "split", "partial", "partial", "full", "width"],
+                       "rank": [8, 4, 0, 0, 0, 0], "blocks": [0, 0, 2, 1, 0, 0],
+                       "cut": [0, 3, 0, 0, 0, 0], "width": [1.0, 1.0, 1.0, 1.0, 1.0, 0.5]})
+    assert A.workload_labels(df).tolist() == [
+        "LoRA r8", "split at block 3 · LoRA r4", "partial top 2 blocks", "partial top 1 block",
+        "full", "width 0.5"]
+    assert A.workload_labels(df[["workload"]]) is None
+
+
+def test_bytes_and_tokens_units():
+    from dashboards.style import bytes_unit
+
+    assert bytes_unit(5e12) == ("TB", 1e12)  # 5 TB, not 5000 GB
+    assert bytes_unit(5e9) == ("GB", 1e9)
+    man = {"scenario": {"model": {"kind": "transformer", "seq_len": 512}}}
+    assert F.tokens_per_sample(man) == 512
+    assert F.tokens_per_sample({"scenario": {"model": {"kind": "mlp"}}}) is None
+    clients = _clients([(0, 1, "phone", "completed", "lora", 0.0, 6.0, 1.0, 2.0, 3.0, 1e6, 1e6,
+                         10)])
+    q = A.rate_quantiles(clients, 512)
+    assert q["throughput"].loc["phone", "p50"] == pytest.approx(10 * 512 / 2.0)
+    fig = F.population_figure(clients, 512)
+    assert "tokens/s" in fig.layout.xaxis4.title.text
 
 
 def test_assignment_mix_bins_many_numeric_values():
@@ -153,9 +186,20 @@ def test_accuracy_figure_skips_unevaluated_rounds(tiny):
     rounds = pd.concat([rounds, rounds.assign(round=[2, 3], sim_end_s=[20.0, 25.0],
                                               accuracy=[np.nan, 0.9])])
     fig = F.accuracy_figure(rounds)
-    acc = [t for t in fig.data if t.name == "test accuracy"]
-    assert len(acc) == 2 and list(acc[1].x) == [0, 1, 3]
-    assert list(acc[0].y) == [0.5, 0.7, 0.9]
+    names = [t.name for t in fig.data]
+    acc = names.index("test accuracy")
+    assert list(fig.data[acc].x) == [10.0, 15.0, 25.0]  # simulated time (s), round 2 skipped
+    assert list(fig.data[acc].y) == [0.5, 0.7, 0.9]
+    # the x-axis switch: simulated time, round, wall time (cumulative wall_s of all rounds)
+    xs = {b.label: b.args[0]["x"][acc] for b in fig.layout.updatemenus[0].buttons}
+    assert xs["round"] == [0, 1, 3]
+    assert xs["wall time"] == pytest.approx([0.1, 0.3, 0.6])
+    # smoothing 0.6 (debiased EMA): 0.5, (0.24*0.5+0.4*0.7)/0.64, ...
+    sm = {b.label: b.args[0]["y"][acc] for b in fig.layout.updatemenus[1].buttons}
+    assert sm["smoothing 0.6"][:2] == pytest.approx([0.5, (0.6 * 0.4 * 0.5 + 0.4 * 0.7) / 0.64])
+    # accuracy and loss share one x axis, linked to the page's other time axes
+    assert fig.layout.xaxis.matches == "x2" or fig.layout.xaxis2.matches == "x"
+    assert fig.layout.meta["xlinks"]["xaxis"][0] == "sim"
 
 
 def test_timeline_sample_is_bounded_and_deterministic(tiny):
@@ -232,14 +276,52 @@ def test_comparison_figures(tiny):
     assert np.isnan(summary["time_to_target_s"].iloc[2])
     # completed per client: ids 1 and 2 once each over a population of 10
     assert summary["jain"].iloc[0] == pytest.approx(4 / (10 * 2))
+    assert summary["rounds_to_target"].tolist()[:2] == [2.0, 1.0]
+    assert summary["energy_j"].tolist() == [150.0] * 3
+    assert summary["mean_round_s"].tolist() == [7.5] * 3
     fig = C.accuracy_overlay_figure(runs, target)
     assert [t.name for t in fig.data if t.showlegend is not False] == [
-        "fedavg (mean of 2)", "other"]
+        "fedavg (mean of 2, 95% CI)", "other"]
+    # per-seed lines: hidden until the second button shows them
+    seeds = [t for t in fig.data if t.name in ("s1", "s2")]
+    assert len(seeds) == 4 and all(t.visible is False for t in seeds)
+    show = fig.layout.updatemenus[1].buttons[1]
+    assert show.args[0] == {"visible": True} and len(show.args[1]) == 4
     ttt = C.time_to_target_figure(summary, target)
-    assert list(ttt.data[0].y) == pytest.approx([12.5, 15.0])  # mean; "other": its run length
+    bars = [t for t in ttt.data if isinstance(t, go.Bar)]
+    assert list(bars[0].y) == pytest.approx([1.5, 2.0])  # rounds; "other": its rounds run
+    assert list(bars[1].y) == pytest.approx([12.5, 15.0])  # mean; "other": its run length
+    # 95% t-interval of (15, 10): 12.5 +- 12.706205 * 3.5355339 / sqrt(2)
+    assert bars[1].error_y.array[0] == pytest.approx(12.706204736 * 2.5, rel=1e-6)
+    assert list(bars[2].y) == pytest.approx([7.5, 7.5])
+    dur = C.round_duration_figure(runs)
+    assert [t.name for t in dur.data if isinstance(t, go.Box)] == ["fedavg", "other"]
+    waste = C.waste_energy_figure(summary)
+    wbars = [t for t in waste.data if isinstance(t, go.Bar)]
+    assert list(wbars[0].y) == pytest.approx([7.0, 7.0])  # 3 + 4 device seconds per run
+    assert list(wbars[1].y) == pytest.approx([0.15, 0.15])  # 150 J in kJ
+    inv = C.invitations_by_class_figure(runs)
+    per_run = next(t for t in inv.data if t.name == "fedavg")
+    assert dict(zip(per_run.x, per_run.y, strict=True)) == {"phone": 4.0, "laptop": 2.0}
+    classes = C.class_drilldown_figure(runs)
+    assert classes.layout.annotations[0].text == "Critical (last) client"
     assert C.fairness_speed_figure(summary, target).data
     part = C.participation_by_class_figure(runs)
     assert {t.name for t in part.data} == {"fedavg", "other"}
+
+
+def test_class_drilldown(tiny):
+    """Round 0's critical client is the laptop (stopped last at 7 s); round 1 has none."""
+    rounds, clients = tiny
+    d = A.class_drilldown(rounds, clients.assign(energy_j=[1.0, 3.0, 0.0, 0.0, 1.0, 5.0]))
+    d = d.set_index("device_class")
+    assert d.loc["laptop", ["invited", "completed", "critical_rounds"]].tolist() == [2, 1, 1]
+    assert d.loc["laptop", "critical_share"] == 1.0 and d.loc["phone", "critical_share"] == 0.0
+    assert d.loc["laptop", "critical_time_s"] == 10.0 and d.loc["laptop", "time_share"] == 1.0
+    assert d.loc["phone", "participation"] == pytest.approx(0.25)
+    assert d.loc["laptop", "energy_share"] == pytest.approx(8 / 10)
+    fig = F.class_figure(rounds, clients)
+    assert len(fig.data) == 4
 
 
 def test_clock_only_run_has_no_accuracy(tiny):

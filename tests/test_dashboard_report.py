@@ -99,16 +99,18 @@ def test_comparison_dashboard(runs: Path, tmp_path: Path) -> None:
     out = write_comparison_dashboard([runs / "a", runs / "b", runs / "c"], tmp_path / "cmp.html",
                                      labels=["random", "random", "other"], target_accuracy=0.5)
     html = out.read_text()
-    for p in ("compare-accuracy", "compare-time-to-target", "compare-fairness",
-              "compare-participation"):
+    for p in ("compare-accuracy", "compare-time-to-target", "compare-round-duration",
+              "compare-waste-energy", "compare-invitations", "compare-classes",
+              "compare-fairness", "compare-participation"):
         assert f'id="panel-{p}"' in html
-    assert "random (mean of 2)" in html
+    assert "random (mean of 2, 95% CI)" in html
+    assert 'class="runs sortable leaderboard"' in html and "every run" in html
     assert html.count(get_plotlyjs()[:200]) == 1
     default = write_comparison_dashboard([runs / "a", runs / "b"], tmp_path / "d.html")
     assert "90% of the best final accuracy" in default.read_text()
     by_map = write_comparison_dashboard([runs / "a", runs / "b"], tmp_path / "m.html",
                                         labels={"a": "x", "b": "x"})
-    assert "x (mean of 2)" in by_map.read_text()
+    assert "x (mean of 2, 95% CI)" in by_map.read_text()
     with pytest.raises(ValueError):
         write_comparison_dashboard([runs / "a", runs / "b"], tmp_path / "e.html", labels=["x"])
 

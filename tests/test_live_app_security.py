@@ -60,7 +60,7 @@ def test_a_run_inside_the_served_folder_is_shown(served: Path) -> None:
 
     client = make_app(served).server.test_client()
     resp = _run_view(client, str(served / "mine"))
-    assert resp.status_code == 200 and b"mine" in resp.data and b"graph-accuracy" in resp.data
+    assert resp.status_code == 200 and b"mine" in resp.data and b"panel-accuracy" in resp.data
 
 
 @pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink", "sibling"])
@@ -83,7 +83,7 @@ def test_run_sig_naming_a_dir_outside_runs_is_refused(served: Path, outside_run:
     with caplog.at_level(logging.WARNING, logger="fedfleet.serve"):
         resp = _run_view(client, value)
     assert resp.status_code == 403, resp.data[:200]
-    assert b"secret" not in resp.data and b"graph-" not in resp.data
+    assert b"secret" not in resp.data and b"panel-" not in resp.data
     assert any("refused a path from the browser" in r.getMessage() for r in caplog.records)
 
 

@@ -42,6 +42,35 @@ def _print_table(table: Any) -> None:
               f"{r.final_accuracy:9.3f} {r.jain_fairness:6.3f} {_fmt_s(r.sim_time_s):>12s}")
 
 
+LEADERBOARD_SORT = {"time": "time_to_target_s", "accuracy": "final_accuracy",
+                    "fairness": "jain", "energy": "energy_j"}
+
+
+def leaderboard_text(table: Any, sort: str = "time") -> str:
+    """The policy leaderboard of a sweep table (one row per label; dashboards/stats.py)."""
+    import numpy as np
+    import pandas as pd
+
+    from dashboards.stats import leaderboard
+    from dashboards.stats import leaderboard_text as text
+
+    ok = table[table["status"] == "ok"] if len(table) else table
+    if not len(ok):
+        return ""
+    per_run = pd.DataFrame({
+        "group": ok["label"].astype(str),
+        "time_to_target_s": ok["time_to_target_s"].astype(float),
+        "rounds_to_target": ok["rounds_to_target"].where(ok["rounds_to_target"] >= 0,
+                                                         np.nan).astype(float),
+        "final_accuracy": ok["final_accuracy"].astype(float),
+        "jain": ok["jain_fairness"].astype(float),
+        "energy_j": ok["energy_j"].astype(float),
+        "wasted_device_s": ok["wasted_device_s"].astype(float),
+        "mean_round_s": ok["sim_time_s"].astype(float) / ok["rounds"].clip(lower=1),
+    })
+    return text(leaderboard(per_run, LEADERBOARD_SORT[sort]))
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from simulator.cli.main import _parse_sets
     from simulator.sweep.run import run_sweep
@@ -54,6 +83,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     dashboard=not args.no_dashboard, log=lambda m: print(m, flush=True),
                     backend=args.backend)
     _print_table(res.table)
+    board = leaderboard_text(res.table, args.sort_by)
+    if board:
+        print(f"\nleaderboard (by {args.sort_by}; mean ± 95% t-interval over seeds):")
+        print(board)
+        print()
     tgt = res.table["target_accuracy"].iloc[0] if len(res.table) else math.nan
     print(f"target accuracy: {tgt:.3f}" if not math.isnan(tgt)
           else "target accuracy: none (no accuracy)")
@@ -100,6 +134,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="override a field in every variant")
     p.add_argument("--overwrite", action="store_true", help="replace an existing sweep")
     p.add_argument("--no-dashboard", action="store_true", help="skip comparison.html")
+    p.add_argument("--sort-by", default="time", choices=list(LEADERBOARD_SORT),
+                   help="order of the leaderboard printed at the end (default: time to target)")
     p.add_argument("--backend", default="auto", choices=["auto", "processes", "ray"],
                    help="auto (default): a process pool (torch imported once, no Ray) for a grid "
                         "sweep on this machine, Ray Tune for searchers, schedulers or a cluster")
