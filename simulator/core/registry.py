@@ -199,6 +199,10 @@ STRATEGIES.add("median", _S + "median:Median", declares=_EACH, doc="coordinate-w
 STRATEGIES.add("trimmed_mean", _S + "trimmed_mean:TrimmedMean", declares=_EACH,
                doc="coordinate-wise trimmed mean")
 STRATEGIES.add("krum", _S + "krum:Krum", declares=_EACH, doc="Krum / Multi-Krum")
+STRATEGIES.add("flexlora", _S + "flexlora:FlexLoRA", declares=("trigger:sync",
+               "needs:client_updates"), doc="heterogeneous LoRA ranks: SVD of the summed update")
+STRATEGIES.add("flora", _S + "flora:FLoRA", declares=("trigger:sync", "needs:client_updates"),
+               doc="heterogeneous LoRA ranks: stacked factors merged into the base")
 STRATEGIES.add("scaffold", _S + "scaffold:Scaffold",
                declares=("trigger:sync", "trigger:buffered", "needs:client_state"),
                doc="SCAFFOLD control variates")

@@ -157,6 +157,24 @@ def full(ctx: OptionContext) -> list[Option]:
     return out
 
 
+def flora_merge_elements(ctx: OptionContext) -> float:
+    """Values a FLoRA client (``aggregation.strategy: flora``) with a cached base downloads each
+    round to merge the last round's update into it: the stacked factors of the clients
+    aggregated, ``K x mean rank x sum(d_in + d_out)`` (``K = clients_per_round``, ranks as
+    configured), or the adapted layers' dense weights if fewer; 0 for any other strategy or
+    without a cached base (the whole merged base then comes down anyway)."""
+    sc = ctx.sc
+    if sc.aggregation.strategy != "flora" or not sc.model.workloads.base_cached:
+        return 0.0
+    ranks = list(sc.model.workloads.lora_ranks)
+    stacked = sc.clients_per_round * (sum(ranks) / len(ranks)) * ctx.spec.lora_params(
+        1, ctx.targets)
+    t = ctx.targets
+    dense = sum(lin.d_in * lin.d_out * lin.count for lin in ctx.spec.linears
+                if (not lin.is_output if t == "all-linear" else lin.name in t))
+    return float(min(stacked, dense))
+
+
 def lora(ctx: OptionContext) -> list[Option]:
     """LoRA adapters (Hu et al. 2022) on the frozen base, ranks descending; per rank one option
     per base storage of ``base_quantization`` (in its order: the first that fits is taken)."""
@@ -181,8 +199,10 @@ def lora(ctx: OptionContext) -> list[Option]:
                     fpt -= saved_flops_per_token(k, pr.method == "structured", 2.0 + ck)
                     if not w.base_cached:
                         base_down = ctx.down(P - k.weights + k.kept, db) + k.position_bytes
+                merge = ctx.down(flora_merge_elements(ctx), p.update) if w.base_cached else 0.0
                 out.append(Option("lora", mem, pl, fpt,
-                                  base_down + changed_base_bytes(ctx) + ctx.down(pl, p.update),
+                                  base_down + changed_base_bytes(ctx) + ctx.down(pl, p.update)
+                                  + merge,
                                   float(C.upload_bytes(pl, p.update, w.compression)),
                                   rank=r, ops_per_step=ops_per_step(ctx, "lora"), base_quant=q,
                                   density=d))

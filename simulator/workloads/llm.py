@@ -64,7 +64,7 @@ class StateConfig:
     """What the global state holds: adapters (``lora`` spec) and which base tensors."""
 
     lora: L.LoraSpec | None = None
-    base: str = "none"  # none | top | all
+    base: str = "none"  # none | top | all | adapted (the adapted layers' weights: FLoRA)
     base_top_blocks: int = 0  # with base == "top"
     split_train: str = "lora"  # what a split client trains: lora | full
 
@@ -120,7 +120,10 @@ class StateLayout:
             for i, pr in enumerate(pairs):
                 add(f"{pr.module}.lora_A", pr.a, pr.block, i, "A")
                 add(f"{pr.module}.lora_B", pr.b, pr.block, i, "B")
-        if state.base != "none":
+        if state.base == "adapted":  # FLoRA merges the clients' products into these
+            for pr in pairs:
+                add(f"{pr.module}.weight", pr.base, pr.block)
+        elif state.base != "none":
             seen: set[int] = set()
             for name, p in model.named_parameters():
                 if "lora_" in name or id(p) in seen:

@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from simulator import InputError
+from simulator.aggregation.lora_layout import LORA_SCALING
 from simulator.core.registry import DATASETS, declared
 
-LORA_SCALING = 2.0  # alpha / r_max (alpha = 16 at r = 8, the LoRA paper's common setting)
 REAL_FAMILIES = ("llama",)
 
 
@@ -123,8 +123,10 @@ def build_registered(scenario: Any, population_size: int) -> Any:
     return model_kind(scenario, check_data=False).workload(population_size)
 
 
-def state_config(workloads: Any, family: str, n_layers: int) -> Any:
-    """What the global state holds, from ``model.workloads`` (see ``llm.py``)."""
+def state_config(workloads: Any, family: str, n_layers: int, merges_adapters: bool = False
+                 ) -> Any:
+    """What the global state holds, from ``model.workloads`` (see ``llm.py``); with
+    ``merges_adapters`` (FLoRA) also the base weights of the adapted layers."""
     from simulator.planning.capability import DEFAULT_TARGETS
     from simulator.workloads.llm import StateConfig
     from simulator.workloads.lora import LoraSpec
@@ -144,6 +146,8 @@ def state_config(workloads: Any, family: str, n_layers: int) -> Any:
         targets = w.lora_targets or DEFAULT_TARGETS[family]
         lora = LoraSpec(r_max=r_max, alpha=LORA_SCALING * r_max,
                         target_modules=targets if isinstance(targets, str) else tuple(targets))
+    if merges_adapters and lora is not None and order == {"lora"}:
+        return StateConfig(lora, "adapted", 0, w.split_train)
     if "full" in order or (split and w.split_train == "full"):
         return StateConfig(lora, "all", n_layers, w.split_train)
     if "partial" in order:
@@ -181,7 +185,10 @@ def build_transformer(scenario: Any, population_size: int) -> Any:
                          f"text's {dataset.n_classes} characters")
     t = scenario.training
     train = TrainConfig(t.epochs, t.batch_size, t.lr, t.optimizer, t.momentum)
-    state = state_config(m.workloads, family, int(cfg["num_hidden_layers"]))
+    from simulator.aggregation.strategy import strategy_name
+
+    state = state_config(m.workloads, family, int(cfg["num_hidden_layers"]),
+                         merges_adapters=strategy_name(scenario) == "flora")
     from simulator.planning.precision import precisions
     from simulator.privacy import make_update_hook
 

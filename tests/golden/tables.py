@@ -50,6 +50,7 @@ CASES: dict[str, dict[str, Any]] = {
     "llm-7b-lora-fleet": {"rounds": 4},
     "llm-7b-compression": {"rounds": 3},
     "llm-lora-heterogeneous": {"rounds": 2},
+    "llm-lora-rank-aggregation": {"rounds": 2},
     "byzantine-robust": {"rounds": 4},
 }
 
