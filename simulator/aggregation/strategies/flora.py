@@ -29,8 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from simulator.aggregation.lora_layout import (LORA_SCALING, AdapterSlot, BaseSlot,
-                                               adapter_layout, base_layout)
+from simulator.aggregation.lora_layout import (
+    LORA_SCALING,
+    AdapterSlot,
+    BaseSlot,
+    adapter_layout,
+    base_layout,
+)
 from simulator.aggregation.strategies.base import NeedsClientUpdates
 from simulator.aggregation.strategies.flexlora import factors, lora_only_problem
 from simulator.errors import InputError
