@@ -37,7 +37,10 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 # Run order: the headline comparisons first; modules not listed follow alphabetically.
 ORDER = ["bench_clients", "bench_reference", "bench_population", "bench_analytic",
          "bench_memory", "bench_soak", "bench_calibration"]
-NOT_BENCHMARKS = {"__init__", "common", "run_all", "screenshots"}  # screenshots: docs/img
+# not speed benchmarks: screenshots writes docs/img; the two studies compare what methods learn
+# and cost (minutes each; their tables are in docs/large-models.md), run by hand
+NOT_BENCHMARKS = {"__init__", "common", "run_all", "screenshots", "bench_lora_aggregation",
+                  "bench_compression"}
 RATIO_COLUMN = re.compile(r" / |ratio|speed-up|^x |ceiling")  # the columns a goal line repeats
 TIMEOUT_S = 300  # per module; the whole run should stay under 10 minutes on 2 cores
 NOISE = re.compile(r"Token authentication is enabled|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+"
