@@ -196,6 +196,12 @@ class Executor(_Strict):
         "batched pass (per-client adapters, ranks padded and masked; equal to per-client "
         "training up to float rounding, <= 2e-5 in the adapters); opt-in because the rounding "
         "changes a run's digits"))
+    batched_vision: bool = Field(False, description=(
+        "train the clients of one call of an nn.Module model (cnn, custom) together through "
+        "torch.func vmap (stacked per-client parameters, per-client SGD on their own batches; "
+        "equal to per-client training up to float rounding); models with batch norm, dropout, "
+        "a custom loss or Adam train one by one. Opt-in: slower than one by one for "
+        "convolutions on CPU, and the rounding changes a run's digits"))
     max_retries: int = Field(3, ge=0, le=100)
 
     @field_validator("resources")

@@ -170,19 +170,25 @@ class MLPWorkload:
 
         Shards of a pooled dataset (digits) are rows of one shared pool: only their row indices
         are cached (8 bytes a sample instead of a copy of every row)."""
-        hit = self._cache.get(cid)
+        hit = self._client_hit(cid)
         ds = self.dataset
+        if len(hit) == 1:  # as PooledDataset.client_data
+            assert isinstance(ds, PooledDataset)
+            return ds.x_train[hit[0]], ds.y_train[hit[0]]
+        return hit  # type: ignore[return-value]
+
+    def _client_hit(self, cid: int) -> tuple[np.ndarray, ...]:
+        """``(row indices,)`` of a pooled dataset's client, else its ``(x, y)``; cached."""
+        hit = self._cache.get(cid)
         if hit is None:
+            ds = self.dataset
             hit = (ds.client_indices(cid),) if isinstance(ds, PooledDataset) \
                 else ds.client_data(cid)
             size = sum(a.nbytes for a in hit)
             if self._cache_bytes + size <= CACHE_BYTES:
                 self._cache[cid] = hit
                 self._cache_bytes += size
-        if len(hit) == 1:  # as PooledDataset.client_data
-            assert isinstance(ds, PooledDataset)
-            return ds.x_train[hit[0]], ds.y_train[hit[0]]
-        return hit  # type: ignore[return-value]
+        return hit
 
     def _client_inputs(self, cid: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x, y = self._client_data(int(cid))
@@ -205,19 +211,28 @@ class MLPWorkload:
         for s in range(0, len(jobs), group):
             sel = order[s:s + group]
             ids, seeds = jobs.client_ids[sel], jobs.seeds[sel]
-            inputs = [self._client_inputs(c, sd) for c, sd in zip(ids, seeds, strict=True)]
             adv, byz = self.adversary, jobs.assignment.get("byzantine")
             byz = None if byz is None or adv is None else np.asarray(byz)[sel]
-            if byz is not None and adv is not None and adv.attack == "label_flip":
-                k = self.dataset.n_classes
-                inputs = [(x, (k - 1 - y).astype(y.dtype), pl) if b else (x, y, pl)
-                          for (x, y, pl), b in zip(inputs, byz, strict=True)]
+            flip = byz if byz is not None and adv is not None and adv.attack == "label_flip" \
+                else None
             offsets = None if col is None else np.asarray(jobs.assignment[col])[sel]
-            finals, losses, losses_sq = trainer(global_flat, inputs, offsets)
+            if can_batch:  # padded [steps, C, B] arrays gathered straight from the shards
+                xs, ys, ms, n_steps, n = self._group_arrays(ids, seeds, flip)
+                finals, losses, losses_sq = self._train_padded(global_flat, xs, ys, ms, n_steps,
+                                                               offsets)
+            else:
+                inputs = [self._client_inputs(c, sd) for c, sd in zip(ids, seeds, strict=True)]
+                if flip is not None:
+                    k = self.dataset.n_classes
+                    inputs = [(x, (k - 1 - y).astype(y.dtype), pl) if b else (x, y, pl)
+                              for (x, y, pl), b in zip(inputs, flip, strict=True)]
+                finals, losses, losses_sq = trainer(global_flat, inputs, offsets)
+                n_steps = np.fromiter((inp[2].shape[0] for inp in inputs), np.int64, len(inputs))
+                n = np.fromiter((len(inp[1]) for inp in inputs), np.int64, len(inputs))
             if byz is not None:
                 finals = self._attack(finals, g64, byz, seeds)
-            state = None if offsets is None else self._client_state(finals, g64, offsets, inputs)
-            n = np.fromiter((len(inp[1]) for inp in inputs), np.int64, len(inputs))
+            state = None if offsets is None else self._client_state(finals, g64, offsets,
+                                                                    n_steps)
             if self.update_hook is None:
                 gp = group_partial(ids, finals, g64, n, losses, losses_sq)
                 if self.keep_updates:
@@ -238,12 +253,12 @@ class MLPWorkload:
         part.wall_s = time.perf_counter() - t0
         return part
 
-    def _client_state(self, finals: list[np.ndarray], g64: np.ndarray, offsets: np.ndarray,
-                      inputs: list[Any]) -> np.ndarray:
+    def _client_state(self, finals: Any, g64: np.ndarray, offsets: np.ndarray,
+                      n_steps: np.ndarray) -> np.ndarray:
         """The strategy's new per-client state (SCAFFOLD: c_i+) from each client's update."""
         hook = self.client_training
-        return np.stack([hook.client_state(f.astype(np.float64) - g64, off, inp[2].shape[0])
-                         for f, off, inp in zip(finals, offsets, inputs, strict=True)])
+        return np.stack([hook.client_state(f.astype(np.float64) - g64, off, int(st))
+                         for f, off, st in zip(finals, offsets, n_steps, strict=True)])
 
     def _attack(self, finals: list[np.ndarray], g64: np.ndarray, byz: np.ndarray,
                 seeds: np.ndarray) -> list[np.ndarray]:
@@ -358,7 +373,80 @@ class MLPWorkload:
         ys = y_all.astype(np.int64, copy=False)[gidx]
         return xs, ys, valid.astype(np.float32)
 
+    def _group_arrays(self, ids: np.ndarray, seeds: np.ndarray, flip: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(xs, ys, ms, n_steps, n)`` of the clients ``ids``: the [steps, C, B] arrays of
+        ``_pad_group`` over ``_client_inputs``, equal element for element, built without the
+        per-client plan arrays and shard copies (a pooled dataset's rows are gathered once,
+        straight from the pool). ``flip``: clients whose labels are flipped (label_flip)."""
+        ds, b, e = self.dataset, self.batch, self.epochs
+        c = len(ids)
+        pooled = isinstance(ds, PooledDataset)
+        hits = [self._client_hit(int(cid)) for cid in ids]
+        lens = np.fromiter((len(h[0]) for h in hits), np.int64, c)
+        perms = []
+        for h, sd in zip(hits, seeds, strict=True):  # batch_plan's draws, in its order
+            g = np.random.default_rng(int(sd))
+            n = len(h[0])
+            for _ in range(e):
+                perms.append(g.permutation(n))
+        per_epoch = -(-lens // b)
+        n_steps = e * per_epoch
+        steps = int(n_steps.max()) if c else 0
+        base = np.zeros(c, np.int64)
+        np.cumsum(lens[:-1], out=base[1:])
+        # one (client, epoch) segment of lens[j] samples each; sample i of a segment goes to
+        # step epoch * per_epoch + i // b, slot i % b
+        seg_len = np.repeat(lens, e)
+        seg_client = np.repeat(np.arange(c), e)
+        seg_step0 = (np.tile(np.arange(e), c) * np.repeat(per_epoch, e))
+        total = int(seg_len.sum())
+        seg_start = np.zeros(len(seg_len), np.int64)
+        np.cumsum(seg_len[:-1], out=seg_start[1:])
+        i = np.arange(total) - np.repeat(seg_start, seg_len)
+        cl = np.repeat(seg_client, seg_len)
+        gidx = np.full((steps, c, b), -1, np.int64)
+        perm_all = np.concatenate(perms) if perms else np.zeros(0, np.int64)
+        gidx[np.repeat(seg_step0, seg_len) + i // b, cl, i % b] = base[cl] + perm_all
+        valid = gidx >= 0
+        if pooled:
+            assert isinstance(ds, PooledDataset)
+            rows = np.concatenate([h[0] for h in hits] + [np.zeros(1, np.int64)])
+            src = rows[gidx]  # gidx -1 reads the appended 0: zeroed below
+            xs = ds.x_train[src].astype(np.float32, copy=False)
+            ys = ds.y_train[src].astype(np.int64, copy=False)
+        else:
+            d = self.sizes[0]
+            x_all = np.concatenate([h[0] for h in hits] + [np.zeros((1, d), np.float32)])
+            y_all = np.concatenate([h[1] for h in hits] + [np.zeros(1, np.int64)])
+            xs = x_all.astype(np.float32, copy=False)[gidx]
+            ys = y_all.astype(np.int64, copy=False)[gidx]
+        if flip is not None and np.any(flip):
+            k = self.dataset.n_classes
+            fl = np.asarray(flip, bool)
+            ys[:, fl] = k - 1 - ys[:, fl]
+        inv = ~valid
+        xs[inv] = 0.0
+        ys[inv] = 0
+        return xs, ys, valid.astype(np.float32), n_steps, lens
+
     def _train_group(self, global_flat, inputs, offsets=None):  # type: ignore[no-untyped-def]
+        """``_train_padded`` over (x, y, plan) inputs, results in the inputs' order."""
+        c = len(inputs)
+        n_steps = np.fromiter((p[2].shape[0] for p in inputs), np.int64, c)
+        order = np.argsort(n_steps, kind="stable")
+        inputs = [inputs[i] for i in order]
+        steps = int(n_steps[order[-1]]) if c else 0
+        xs, ys, ms = self._pad_group(inputs, steps)
+        off = None if offsets is None else np.asarray(offsets)[order]
+        flat, losses, losses_sq = self._train_padded(global_flat, xs, ys, ms, n_steps[order],
+                                                     off)
+        inv = np.empty_like(order)
+        inv[order] = np.arange(c)
+        return list(flat[inv]), list(losses[inv]), list(losses_sq[inv])
+
+    def _train_padded(self, global_flat, xs, ys, ms, n_steps,  # type: ignore[no-untyped-def]
+                      offsets=None):
         """Train clients at once with grouped matmuls (bmm) and hand-written backprop.
 
         Shapes: C clients, S steps, B batch, K classes, weights W_l [C, out, in], hidden
@@ -368,13 +456,13 @@ class MLPWorkload:
         [lo:] of the group: every op runs on that slice only and finished clients are untouched
         (the same values as masking them out, without paying for them).
         """
-        c = len(inputs)
-        n_steps = np.fromiter((p[2].shape[0] for p in inputs), np.int64, c)
-        order = np.argsort(n_steps, kind="stable")
-        inputs = [inputs[i] for i in order]
+        c = len(n_steps)
+        order = np.argsort(n_steps, kind="stable")  # identity when already in step order
+        if np.any(order != np.arange(c)):
+            xs, ys, ms = xs[:, order], ys[:, order], ms[:, order]
+            offsets = None if offsets is None else np.asarray(offsets)[order]
         steps = int(n_steps[order[-1]]) if c else 0
         lo_at = np.searchsorted(n_steps[order], np.arange(steps), side="right")
-        xs, ys, ms = self._pad_group(inputs, steps)
         dev = self.device
         xs_t, ys_t, ms_t = (torch.from_numpy(a).to(dev) for a in (xs, ys, ms))
         g0 = self._unflatten(torch.from_numpy(global_flat.astype(np.float32)).to(dev))
@@ -387,7 +475,7 @@ class MLPWorkload:
                     + [g0[f"{2 * i}.bias"].unsqueeze(0) for i in range(nl)]) if hook else []
         g_offs: list[Any] = [None] * len(params)
         if offsets is not None:  # each job's correction rows, in the group's step order
-            by_name = self._offset_params(np.asarray(offsets)[order])
+            by_name = self._offset_params(np.asarray(offsets))
             g_offs = ([by_name[f"{2 * i}.weight"].to(dev) for i in range(nl)]
                       + [by_name[f"{2 * i}.bias"].to(dev) for i in range(nl)])
         sgd, mu, lr = self.optimizer == "sgd", self.momentum, self.lr
@@ -450,5 +538,4 @@ class MLPWorkload:
         counts = ms.sum(axis=(0, 2)).clip(min=1)
         inv = np.empty_like(order)
         inv[order] = np.arange(c)
-        return (list(flat[inv]), list((tot.cpu().numpy() / counts)[inv]),
-                list((tot_sq.cpu().numpy() / counts)[inv]))
+        return flat[inv], (tot.cpu().numpy() / counts)[inv], (tot_sq.cpu().numpy() / counts)[inv]

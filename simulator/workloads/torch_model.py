@@ -192,6 +192,18 @@ class TorchModelWorkload:
         self.n_params = int(sum(self.sizes))
         self._params = dict(self.model.named_parameters())
         self._init = self._flat()
+        # batched clients through torch.func (torch_batched.py): opt-in, executor.batched_vision
+        self.batched = bool(getattr(scenario.executor, "batched_vision", False))
+        self._batched: Any = None
+        self.why_not_batched: str | None = None
+        if self.batched:
+            from simulator.workloads.torch_batched import BatchedTrainer, why_not_batched
+
+            self.why_not_batched = why_not_batched(self.model, self.loss, self.optimizer)
+            if self.why_not_batched is None:
+                self._batched = BatchedTrainer(
+                    self.model, self.keys, self.shapes, self.input_shape, self.epochs,
+                    self.batch, self.lr, self.momentum, self.client_training, self.device)
 
     # --- state ----------------------------------------------------------------------------------
     def _flat(self) -> np.ndarray:
@@ -303,15 +315,43 @@ class TorchModelWorkload:
             cnt += len(idx)
         return self._flat(), tot / max(cnt, 1), tot_sq / max(cnt, 1)
 
+    def train_clients(self, global_flat: np.ndarray, jobs: JobBatch, batched: bool
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Final states [C, P], mean losses and mean squared losses per client, batched or one
+        by one (for tests comparing the two)."""
+        data = [self.dataset.client_data(int(c)) for c in jobs.client_ids]
+        if batched:
+            if self._batched is None:
+                raise ValueError(f"cannot batch: {self.why_not_batched or 'not enabled'}")
+            return self._batched.train(global_flat, [(x, y, int(sd)) for (x, y), sd
+                                                     in zip(data, jobs.seeds, strict=True)])
+        out = [self._train_one(global_flat, x, y, int(sd))
+               for (x, y), sd in zip(data, jobs.seeds, strict=True)]
+        return (np.stack([o[0] for o in out]), np.array([o[1] for o in out]),
+                np.array([o[2] for o in out]))
+
+    def _results(self, global_flat: np.ndarray, jobs: JobBatch) -> Any:
+        """(cid, final, loss, loss_sq, n) per job: batched when enabled, else one by one."""
+        if self._batched is not None and len(jobs):
+            data = [self.dataset.client_data(int(c)) for c in jobs.client_ids]
+            finals, loss, loss_sq = self._batched.train(
+                global_flat, [(x, y, int(sd)) for (x, y), sd in zip(data, jobs.seeds,
+                                                                     strict=True)])
+            for j, cid in enumerate(jobs.client_ids):
+                yield cid, finals[j], float(loss[j]), float(loss_sq[j]), len(data[j][1])
+            return
+        for cid, seed in zip(jobs.client_ids, jobs.seeds, strict=True):
+            x, y = self.dataset.client_data(int(cid))
+            final, loss1, loss_sq1 = self._train_one(global_flat, x, y, int(seed))
+            yield cid, final, loss1, loss_sq1, len(y)
+
     def train(self, global_flat: np.ndarray, jobs: JobBatch) -> Partial:
         t0 = time.perf_counter()
         part = Partial.empty(self.n_params)
         g64 = global_flat.astype(np.float64)
         kept: list[np.ndarray] = []  # individual updates, for rules that read each one
-        for cid, seed in zip(jobs.client_ids, jobs.seeds, strict=True):
-            x, y = self.dataset.client_data(int(cid))
-            final, loss, loss_sq = self._train_one(global_flat, x, y, int(seed))
-            n = np.array([len(y)], np.int64)
+        for cid, final, loss, loss_sq, n_y in self._results(global_flat, jobs):
+            n = np.array([n_y], np.int64)
             if self.update_hook is None:
                 part = part.merge(group_partial(np.array([cid]), [final], g64, n, [loss],
                                                 [loss_sq]))

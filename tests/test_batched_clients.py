@@ -1,0 +1,115 @@
+"""Batched client training: the MLP's direct gather equals the per-client path element for
+element, and batched vision clients (torch.func vmap) equal per-client training within a
+stated tolerance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.config.scenario import parse_scenario
+from simulator.core import rng
+from simulator.core.jobs import JobBatch
+from tests.conftest import small_doc
+
+
+def _jobs(ids: range | np.ndarray, rnd: int = 0) -> JobBatch:
+    ids = np.asarray(ids, np.int64)
+    seeds = np.array([rng.int_seed(7, rng.TRAINING, rnd, int(c)) for c in ids], np.uint64)
+    return JobBatch(rnd, ids, seeds)
+
+
+@pytest.mark.parametrize("over", [
+    {},  # digits: a pooled dataset (rows gathered straight from the pool)
+    {"data.size_sigma": 0.8, "training.epochs": 2, "training.batch_size": 7},
+    {"data.dataset": "synthetic", "data.size_sigma": 0.6},  # per-client shards
+])
+def test_group_arrays_equal_pad_group(over: dict) -> None:
+    from simulator.workloads.mlp import MLPWorkload
+
+    sc = parse_scenario(small_doc(**{"population.size": 120, "model.hidden": [8], **over}))
+    w = MLPWorkload(sc, 120)
+    jobs = _jobs(range(0, 120, 3))
+    order = np.argsort(w.dataset.n_samples[jobs.client_ids], kind="stable")
+    ids, seeds = jobs.client_ids[order], jobs.seeds[order]
+    flip = np.arange(len(ids)) % 3 == 0
+    xs, ys, ms, n_steps, n = w._group_arrays(ids, seeds, flip)
+    inputs = [w._client_inputs(c, sd) for c, sd in zip(ids, seeds, strict=True)]
+    k = w.dataset.n_classes
+    inputs = [(x, (k - 1 - y).astype(y.dtype), pl) if b else (x, y, pl)
+              for (x, y, pl), b in zip(inputs, flip, strict=True)]
+    steps = max(p[2].shape[0] for p in inputs)
+    rx, ry, rm = w._pad_group(inputs, steps)
+    assert xs.dtype == rx.dtype and ys.dtype == ry.dtype
+    np.testing.assert_array_equal(xs, rx)
+    np.testing.assert_array_equal(ys, ry)
+    np.testing.assert_array_equal(ms, rm)
+    np.testing.assert_array_equal(n_steps, [p[2].shape[0] for p in inputs])
+    np.testing.assert_array_equal(n, [len(p[1]) for p in inputs])
+
+
+# --- batched vision clients (simulator/workloads/torch_batched.py) -----------------------------
+TOL = 2e-5  # max |batched - one by one| over every parameter after training (float32 rounding)
+
+
+def two_conv(input_shape: tuple = (1, 8, 8), n_classes: int = 10) -> object:
+    """pfl-research's 2-conv + 1-dense CNN layout, padded for 8x8 digits."""
+    from torch import nn
+
+    c, h, w = input_shape
+    return nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(16 * (h // 4) * (w // 4), n_classes))
+
+
+def _vision(over: dict) -> object:
+    from simulator.workloads import build_workload
+
+    model = over.pop("model", {"kind": "cnn", "params": {"hidden": 32}})
+    doc = {"population.size": 60, "executor.batched_vision": True, "data.size_sigma": 0.7,
+           "model": model, **over}
+    return build_workload(parse_scenario(small_doc(**doc)), 60)
+
+
+@pytest.mark.parametrize("over", [
+    {},  # the FEMNIST-shape CNN (5x5 convs, 'same' padding), clients of different sizes
+    {"model": {"kind": "custom", "factory": "tests.test_batched_clients:two_conv"}},
+    {"training.momentum": 0.9, "training.epochs": 2, "training.batch_size": 7},
+    {"aggregation.strategy": "fedprox", "aggregation.params": {"mu": 0.1}},
+])
+def test_batched_vision_equals_one_by_one(over: dict) -> None:
+    w = _vision(dict(over))
+    assert w._batched is not None, w.why_not_batched
+    g = w.initial_state()
+    jobs = _jobs(range(0, 60, 2))
+    a, la, lqa = w.train_clients(g, jobs, batched=True)
+    b, lb, lqb = w.train_clients(g, jobs, batched=False)
+    moved = np.abs(b - g).max()
+    assert moved > 1e-3  # the clients did train
+    assert np.abs(a - b).max() <= TOL, np.abs(a - b).max()
+    np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lqa, lqb, rtol=1e-5, atol=1e-6)
+
+
+def test_batched_vision_run_close_to_one_by_one() -> None:
+    """Whole runs: the same clients, aggregates within float rounding of each other."""
+    from simulator.workloads import build_workload
+
+    rows = []
+    for batched in (True, False):
+        sc = parse_scenario(small_doc(**{"executor.batched_vision": batched,
+                                         "model": {"kind": "cnn", "params": {"hidden": 32}}}))
+        w = build_workload(sc, sc.population.size)
+        g = w.initial_state()
+        p = w.train(g, _jobs(range(25)))
+        rows.append(p)
+    a, b = rows
+    np.testing.assert_array_equal(a.client_ids, b.client_ids)
+    assert np.abs(a.sum_q - b.sum_q).max() / max(1, np.abs(b.sum_q).max()) < 1e-4
+
+
+def test_batched_vision_refuses_what_it_cannot_batch() -> None:
+    w = _vision({"training.optimizer": "adam"})
+    assert w._batched is None and "adam" in str(w.why_not_batched)
+    w = _vision({"model": {"kind": "resnet18", "params": {"stem": "cifar"}}})
+    assert w._batched is None and "batch norm" in str(w.why_not_batched)
