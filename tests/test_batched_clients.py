@@ -113,3 +113,40 @@ def test_batched_vision_refuses_what_it_cannot_batch() -> None:
     assert w._batched is None and "adam" in str(w.why_not_batched)
     w = _vision({"model": {"kind": "resnet18", "params": {"stem": "cifar"}}})
     assert w._batched is None and "batch norm" in str(w.why_not_batched)
+
+
+def test_image_inputs_channels_last_same_training(tmp_path) -> None:  # noqa: ANN001
+    """One-by-one vision clients see images laid out channels-last (oneDNN's fast layout for
+    convolutions and pooling, benchmarks/bench_cifar.py); training is the same up to float
+    rounding as with the plain NCHW layout."""
+    import torch
+
+    from simulator.workloads import build_workload
+    from simulator.workloads import torch_model as TM
+
+    g0 = np.random.default_rng(0)
+    y = g0.integers(0, 10, 700)
+    x = g0.integers(0, 256, (700, 8, 8, 3)).astype(np.uint8)  # NHWC, as image files hold them
+    np.savez(tmp_path / "img.npz", x=x[:600], y=y[:600], x_test=x[600:], y_test=y[600:])
+    sc = parse_scenario(small_doc(**{
+        "data": {"dataset": "images", "path": str(tmp_path / "img.npz"), "partition": "iid",
+                 "samples_per_client": 20},
+        "model": {"kind": "custom", "factory": "tests.test_batched_clients:two_conv"}}))
+    w = build_workload(sc, sc.population.size)
+    xc, _ = w.dataset.client_data(0)
+    xt = w._x(xc)
+    assert xt.shape[1:] == (3, 8, 8)
+    assert xt.is_contiguous(memory_format=torch.channels_last) and not xt.is_contiguous()
+    g = w.initial_state()
+    jobs = _jobs(range(6))
+    a, la, _ = w.train_clients(g, jobs, batched=False)
+    plain = TM.TorchModelWorkload._x  # the NCHW-contiguous layout, for comparison
+    try:
+        TM.TorchModelWorkload._x = lambda self, x: torch.from_numpy(  # type: ignore[method-assign]
+            np.ascontiguousarray(x, np.float32)).reshape((-1, *self.input_shape))
+        b, lb, _ = w.train_clients(g, jobs, batched=False)
+    finally:
+        TM.TorchModelWorkload._x = plain  # type: ignore[method-assign]
+    assert np.abs(b - g).max() > 1e-3
+    assert np.abs(a - b).max() <= TOL, np.abs(a - b).max()
+    np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-6)
