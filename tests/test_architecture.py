@@ -530,3 +530,54 @@ def test_subprocess_check_sees_torch(tmp_path: Path) -> None:
 def test_top_level_check_fails_when_crowded(tmp_path: Path) -> None:
     root = _tree(tmp_path, {f"simulator/m{i:02d}.py": "" for i in range(13)})
     assert len(top_level_modules(root)) == 13 > MAX_TOP_LEVEL_MODULES
+
+
+def test_a_run_imports_neither_pandas_nor_sklearn(tmp_path: Path) -> None:
+    """Issue 15: no heavy import on the critical path that is not needed. Writing and reading
+    the run's parquet tables goes through pyarrow alone (``pa.array`` and ``pq.read_table``
+    would import pandas: 0.3 s, more than the quickstart's 30 rounds), and digits are read
+    without scikit-learn. Fails if either comes back."""
+    code = textwrap.dedent(f"""
+        import sys
+        from simulator.cli.progress import summary_lines
+        from simulator.config.scenario import load_scenario
+        from simulator.loop.runner import run_scenario
+        sc = load_scenario({str(ROOT / "scenarios" / "quickstart.yaml")!r},
+                           overrides={{"rounds": 3, "executor.kind": "local"}})
+        out = run_scenario(sc, name="q", runs_dir={str(tmp_path)!r})
+        assert summary_lines(out)
+        print(sorted(m for m in ("pandas", "sklearn") if m in sys.modules))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+
+
+def test_arrow_columns_from_buffers_equal_pa_array() -> None:
+    """simulator/io/recording.py wraps numpy buffers instead of calling ``pa.array``: the same
+    arrays, types and nulls, NaN kept as a value."""
+    import numpy as np
+    import pyarrow as pa
+
+    from simulator.io.recording import _to_arrow
+
+    cases = [
+        (np.array([1.5, np.nan, -0.0, 3e300]), pa.float64()),
+        (np.array([1, 2, -3], np.int64), pa.int64()),
+        (np.array([1, 2, 3], np.int64), None),
+        (np.array([1, 2, 3], np.int32), pa.int64()),  # a cast: through pa.array
+        (np.array([True, False, True] * 5), None),
+        (np.array(["cpu", "lora r8", None, "é"], dtype=object), pa.string()),
+        (np.array(["a", "bb"], dtype=object), None),
+        (np.zeros(0), pa.int64()),
+    ]
+    for values, typ in cases:
+        got = _to_arrow(values, typ)
+        want = (pa.array(values.tolist(), type=typ or pa.string()) if values.dtype == object
+                else pa.array(values, type=typ) if typ is not None else pa.array(values))
+        assert got.type == want.type and got.null_count == want.null_count, (values, typ)
+        assert got.equals(want) or (got.to_pylist() == want.to_pylist()) or np.array_equal(
+            np.asarray(got), np.asarray(want), equal_nan=True), (values, typ)

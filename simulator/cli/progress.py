@@ -167,7 +167,7 @@ def summary_lines(run_dir: Path, target: float | None = None,
 
     run_dir = Path(run_dir)
     man: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
-    rounds = pq.read_table(run_dir / "rounds.parquet")
+    rounds = pq.ParquetFile(run_dir / "rounds.parquet").read()  # read_table imports pandas
     n_rows = rounds.num_rows
     planned, ran = man.get("rounds"), man.get("rounds_run", n_rows)
     sim_s = float(man.get("sim_end_s") or 0.0)

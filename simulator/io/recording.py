@@ -124,16 +124,49 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _strings(values: list[Any]) -> pa.Array | None:
+    """A utf-8 arrow array of ``str``/None items from its buffers; None for other items."""
+    if not all(v is None or type(v) is str for v in values):
+        return None
+    enc = [b"" if v is None else v.encode() for v in values]
+    offsets = np.zeros(len(enc) + 1, np.int32)
+    np.cumsum([len(b) for b in enc], out=offsets[1:])
+    valid = None
+    nulls = sum(v is None for v in values)
+    if nulls:
+        valid = pa.py_buffer(np.packbits(np.array([v is not None for v in values]),
+                                         bitorder="little"))
+    return pa.Array.from_buffers(pa.string(), len(enc), [valid, pa.py_buffer(offsets),
+                                                         pa.py_buffer(b"".join(enc))],
+                                 null_count=nulls)
+
+
+def _to_arrow(values: np.ndarray, typ: pa.DataType | None) -> pa.Array:
+    """``pa.array(values, type=typ)`` without its detour through pandas: pyarrow imports pandas
+    (0.3 s, more than a short run's rounds) on the first ``pa.array`` of any numpy array or list.
+    Numbers and booleans of the declared type and lists of strings are wrapped from their
+    buffers (the same values, NaN kept as NaN); anything else goes through ``pa.array``."""
+    if len(values) == 0 and typ is not None:
+        return pa.nulls(0, type=typ)
+    if values.dtype == object:
+        arr = _strings(values.tolist()) if typ is None or typ == pa.string() else None
+        return arr if arr is not None else pa.array(values.tolist(), type=typ or pa.string())
+    if values.dtype.kind in "iuf":
+        target = typ if typ is not None else pa.from_numpy_dtype(values.dtype)
+        if target == pa.from_numpy_dtype(values.dtype):
+            data = np.ascontiguousarray(values)
+            return pa.Array.from_buffers(target, len(data), [None, pa.py_buffer(data)])
+    if values.dtype.kind == "b" and typ in (None, pa.bool_()):
+        return pa.Array.from_buffers(pa.bool_(), len(values), [
+            None, pa.py_buffer(np.packbits(values, bitorder="little"))])
+    return pa.array(values, type=typ) if typ is not None else pa.array(values)
+
+
 def _table(cols: dict[str, list[np.ndarray]], declared: dict[str, pa.DataType]) -> pa.Table:
     arrays, names = [], []
     for name, chunks in cols.items():
         values = np.concatenate(chunks) if chunks else np.zeros(0)
-        typ = declared.get(name)
-        if values.dtype == object:
-            arr = pa.array(values.tolist(), type=typ or pa.string())
-        else:
-            arr = pa.array(values, type=typ) if typ is not None else pa.array(values)
-        arrays.append(arr)
+        arrays.append(_to_arrow(values, declared.get(name)))
         names.append(name)
     return pa.Table.from_arrays(arrays, names=names)
 
@@ -284,7 +317,7 @@ class Recorder:
             first, last = (int(x) for x in p.stem.split("-", 1)[1].split("-"))
             if last > last_round:
                 if first <= last_round:
-                    t = pq.read_table(p)
+                    t = pq.ParquetFile(p).read()  # not read_table: its dataset layer imports pandas
                     t = t.filter(pa.compute.less_equal(t["round"], last_round))
                     renamed = p.name.replace(f"-{last:08d}", f"-{last_round:08d}")
                     atomic_write_table(p.with_name(renamed), t)
@@ -298,7 +331,7 @@ class Recorder:
         tmp = out.with_name(f".{out.name}.tmp")
         try:
             for p in parts:
-                t = pq.read_table(p)
+                t = pq.ParquetFile(p).read()  # not read_table: its dataset layer imports pandas
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, t.schema, compression="zstd")
                 writer.write_table(t.cast(writer.schema))

@@ -86,7 +86,7 @@ def _trial(job: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     try:
         import json
 
-        import pandas as pd
+        import pyarrow.parquet as pq
 
         from simulator.config.scenario import parse_scenario
         from simulator.loop.runner import run_scenario
@@ -97,8 +97,8 @@ def _trial(job: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
         t_run_start = time.time()
         run_dir = run_scenario(sc, name=v.name, runs_dir=spec["sweep_dir"], overwrite=True)
         t_run_end = time.time()
-        rounds_wall = float(pd.read_parquet(run_dir / "rounds.parquet", columns=["wall_s"])
-                            ["wall_s"].sum())
+        rounds_wall = float(sum(pq.ParquetFile(run_dir / "rounds.parquet").read(
+            columns=["wall_s"]).column("wall_s").to_pylist()))  # no pandas import
         manifest = json.loads((run_dir / "manifest.json").read_text())
         acc = manifest.get("final_accuracy")
         metrics = {"accuracy": 0.0 if acc is None or math.isnan(acc) else acc,

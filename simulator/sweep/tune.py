@@ -101,10 +101,10 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any], entered: float | Non
     run_dir = run_scenario(sc, name=name, runs_dir=spec["sweep_dir"], overwrite=True,
                            on_round=on_round if spec["report_rounds"] else None)
     t_run_end = time.time()
-    import pandas as pd
+    import pyarrow.parquet as pq
 
-    rounds_wall = float(pd.read_parquet(run_dir / "rounds.parquet", columns=["wall_s"])
-                        ["wall_s"].sum())
+    rounds_wall = float(sum(pq.ParquetFile(run_dir / "rounds.parquet").read(
+        columns=["wall_s"]).column("wall_s").to_pylist()))  # no pandas import
     import json
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
