@@ -15,8 +15,9 @@ peft model and runs its optimizer steps alone. Here the K clients of a group run
   may differ within one group;
 * the loss is the sum of the clients' own mean losses, so one backward gives every client the
   gradient of its own loss and only for its adapters (the base has ``requires_grad`` off);
-* SGD and Adam are applied per client, elementwise on the stacked tensors (``torch._foreach_*``
-  over all leaves at once), with the arithmetic of
+* SGD and Adam are applied per client, elementwise on one buffer [K, N] that holds every
+  leaf (the leaves are views of it, their gradients views of one gradient buffer, accumulated
+  in place), so a step is a few ops whatever the number of layers, with the arithmetic of
   ``torch.optim.SGD`` / ``torch.optim.Adam`` (default betas and eps) for one client.
   Clients are ordered by step count, so those still training at step s are a prefix of the
   group; finished clients are neither computed nor updated.
