@@ -15,8 +15,9 @@ peft model and runs its optimizer steps alone. Here the K clients of a group run
   may differ within one group;
 * the loss is the sum of the clients' own mean losses, so one backward gives every client the
   gradient of its own loss and only for its adapters (the base has ``requires_grad`` off);
-* SGD and Adam are applied per client, elementwise on the stacked tensors (``torch._foreach_*``
-  over all leaves at once), with the arithmetic of
+* SGD and Adam are applied per client, elementwise on one buffer [K, N] that holds every
+  leaf (the leaves are views of it, their gradients views of one gradient buffer, accumulated
+  in place), so a step is a few ops whatever the number of layers, with the arithmetic of
   ``torch.optim.SGD`` / ``torch.optim.Adam`` (default betas and eps) for one client.
   Clients are ordered by step count, so those still training at step s are a prefix of the
   group; finished clients are neither computed nor updated.
@@ -83,12 +84,15 @@ class _Adapters:
         self.b: list[torch.Tensor] = []
         self.handles: list[Any] = []
         self.owner: torch.Tensor | None = None  # client of each sequence when batches differ
-        names = {p.module for p in self.pairs}
-        index = {p.module: i for i, p in enumerate(self.pairs)}
-        for name, module in workload.model.named_modules():
-            short = name.split("base_model.model.", 1)[-1]
-            if short in names:
-                self.handles.append(module.register_forward_hook(self._hook(index[short])))
+        mods = workload.__dict__.get("_lora_hooked")
+        if mods is None:  # the adapted modules, found once per workload (a walk of the model)
+            names = {p.module for p in self.pairs}
+            index = {p.module: i for i, p in enumerate(self.pairs)}
+            mods = workload.__dict__["_lora_hooked"] = [
+                (index[short], module) for name, module in workload.model.named_modules()
+                if (short := name.split("base_model.model.", 1)[-1]) in names]
+        for i, module in mods:
+            self.handles.append(module.register_forward_hook(self._hook(i)))
 
     def _hook(self, i: int) -> Any:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor
@@ -114,6 +118,29 @@ class _Adapters:
             h.remove()
 
 
+class _Session:
+    """The hooks installed and peft's adapters switched off, once for all groups of a call."""
+
+    def __init__(self, workload: Any) -> None:
+        self.w = workload
+        self.hooks: _Adapters | None = None
+        self.ctx: Any = None
+
+    def __enter__(self) -> _Adapters:
+        for p in self.w.layout.params:
+            p.requires_grad_(False)
+        self.ctx = self.w.model.disable_adapter()
+        self.ctx.__enter__()
+        self.hooks = _Adapters(self.w)
+        return self.hooks
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.hooks is not None:
+            self.hooks.close()
+        self.ctx.__exit__(*exc)
+        self.w.model.eval()
+
+
 def train_clients(workload: Any, global_flat: np.ndarray, cids: list[int], seeds: list[int],
                   ranks: list[int]) -> list[BatchedResult]:
     """Train ``cids`` in groups of ``group_size`` clients (of one rank where possible: a group's
@@ -124,18 +151,23 @@ def train_clients(workload: Any, global_flat: np.ndarray, cids: list[int], seeds
     group = group_size(workload.train_cfg.batch_size, seq_len)
     order = sorted(range(len(cids)), key=lambda i: -int(ranks[i]))
     out: list[BatchedResult | None] = [None] * len(cids)
-    for s in range(0, len(order), group):
-        part = order[s:s + group]
-        got = train_group(workload, global_flat, [cids[i] for i in part],
-                          [seeds[i] for i in part], [ranks[i] for i in part])
-        for i, res in zip(part, got, strict=True):
-            out[i] = res
+    with _Session(workload) as hooks:
+        for s in range(0, len(order), group):
+            part = order[s:s + group]
+            got = train_group(workload, global_flat, [cids[i] for i in part],
+                              [seeds[i] for i in part], [ranks[i] for i in part], hooks)
+            for i, res in zip(part, got, strict=True):
+                out[i] = res
     return [r for r in out if r is not None]
 
 
 def train_group(workload: Any, global_flat: np.ndarray, cids: list[int], seeds: list[int],
-                ranks: list[int]) -> list[BatchedResult]:
-    """Train ``cids`` (LoRA, ranks ``ranks``) together from ``global_flat``; results in order."""
+                ranks: list[int], hooks: _Adapters | None = None) -> list[BatchedResult]:
+    """Train ``cids`` (LoRA, ranks ``ranks``) together from ``global_flat``; results in order.
+    ``hooks``: an open ``_Session``'s (``train_clients``); without, the group opens its own."""
+    if hooks is None:
+        with _Session(workload) as own:
+            return train_group(workload, global_flat, cids, seeds, ranks, own)
     w = workload
     t = w.train_cfg
     k = len(cids)
@@ -146,76 +178,93 @@ def train_group(workload: Any, global_flat: np.ndarray, cids: list[int], seeds: 
     n_steps = np.array([p.shape[0] for p in plans], np.int64)
     order = np.argsort(-n_steps, kind="stable")  # most steps first: active clients = a prefix
     steps = int(n_steps.max()) if k else 0
-    active_at = [(n_steps > s).sum() for s in range(steps)]
-    g = torch.from_numpy(np.ascontiguousarray(global_flat, np.float32))
     # the leaves: every client's adapters at the group's largest rank r_g (components beyond it
-    # are zero for every client of the group and cost nothing), truncated to its own rank
+    # are zero for every client of the group and cost nothing), truncated to its own rank; all
+    # of them views of one buffer [k, N] (and their gradients of one [k, N]), so the optimizer
+    # is a handful of elementwise ops on the first ``act`` rows, whatever the number of layers
     rank_o = torch.tensor([min(int(ranks[i]), r_max) if ranks[i] > 0 else r_max for i in order])
     r_g = int(rank_o.max()) if k else r_max
     keep = (torch.arange(r_g)[None, :] < rank_o[:, None]).float()  # [k, r_g]
+    sizes = [r_g * pr.d_in for pr in w.pairs] + [pr.d_out * r_g for pr in w.pairs]
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    par = torch.zeros(k, int(offs[-1]))
+    grad = torch.zeros_like(par)
+    g = torch.from_numpy(np.ascontiguousarray(global_flat, np.float32))
+    n_pairs = len(w.pairs)
     a_leaves: list[torch.Tensor] = []
     b_leaves: list[torch.Tensor] = []
     for pr_i, pr in enumerate(w.pairs):
         sa, sb = _slots(w, pr_i)
         a0 = g[sa.start:sa.stop].view(r_max, pr.d_in)[:r_g]
         b0 = g[sb.start:sb.stop].view(pr.d_out, r_max)[:, :r_g]
-        a_leaves.append((a0.unsqueeze(0) * keep[:, :, None]).contiguous().requires_grad_(True))
-        b_leaves.append((b0.unsqueeze(0) * keep[:, None, :]).contiguous().requires_grad_(True))
-    leaves = a_leaves + b_leaves
+        for leaves, j, v, shape in ((a_leaves, pr_i, a0.unsqueeze(0) * keep[:, :, None],
+                                     (k, r_g, pr.d_in)),
+                                    (b_leaves, n_pairs + pr_i, b0.unsqueeze(0) * keep[:, None, :],
+                                     (k, pr.d_out, r_g))):
+            view = par[:, offs[j]:offs[j + 1]].view(shape)
+            view.copy_(v)
+            leaf = view.detach().requires_grad_(True)  # a leaf sharing par's storage
+            leaf.grad = grad[:, offs[j]:offs[j + 1]].view(shape)  # accumulated in place
+            leaves.append(leaf)
     adam = t.optimizer == "adam"
-    m1 = [torch.zeros_like(p) for p in leaves] if adam or t.momentum > 0 else []
-    m2 = [torch.zeros_like(p) for p in leaves] if adam else []
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    xs = [torch.from_numpy(data[i][0]) for i in order]
-    ys = [torch.from_numpy(data[i][1]) for i in order]
+    m1 = torch.zeros_like(par) if adam or t.momentum > 0 else None
+    m2 = torch.zeros_like(par) if adam else None
+    # every step's mini-batches, gathered up front: one index into all the group's sequences
+    # (real rows only; ``owner`` when the active clients' batches differ in size)
+    xs_all = torch.from_numpy(np.concatenate([data[i][0] for i in order]))
+    ys_all = torch.from_numpy(np.concatenate([data[i][1] for i in order]))
+    base = np.concatenate([[0], np.cumsum([len(data[i][1]) for i in order])])[:-1]
     pl = [plans[i] for i in order]
+    batches: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor,
+                        torch.Tensor]] = []
+    for s in range(steps):
+        act = int((n_steps > s).sum())
+        rows = [pl[j][s][pl[j][s] >= 0] + base[j] for j in range(act)]
+        lens = np.array([len(r) for r in rows], np.int64)
+        who = torch.from_numpy(np.repeat(np.arange(act), lens))
+        batches.append((act, torch.from_numpy(np.concatenate(rows)),
+                        torch.from_numpy((1.0 / lens).astype(np.float32))[who],  # 1 / its batch
+                        None if bool((lens == lens[0]).all()) else who, who,
+                        torch.from_numpy(lens.astype(np.float64))))
     tot = torch.zeros(k, dtype=torch.float64)
     tot_sq = torch.zeros(k, dtype=torch.float64)
     count = torch.zeros(k, dtype=torch.float64)
-    hooks = _Adapters(w)
-    for p in w.layout.params:
-        p.requires_grad_(False)
     try:
-        with w.model.disable_adapter(), torch.enable_grad():
-            for s in range(steps):
-                act = int(active_at[s])
-                rows = [pl[j][s][pl[j][s] >= 0] for j in range(act)]
-                lens = torch.tensor([len(r) for r in rows], dtype=torch.int64)
-                idx = [torch.from_numpy(r) for r in rows]
-                xb = torch.cat([xs[j][idx[j]] for j in range(act)])  # [rows, seq], real only
-                yb = torch.cat([ys[j][idx[j]] for j in range(act)])
-                full = bool((lens == lens[0]).all())
-                hooks.owner = None if full else torch.repeat_interleave(torch.arange(act), lens)
-                hooks.a = [p[:act] for p in a_leaves]
-                hooks.b = [p[:act] for p in b_leaves]
-                logits = w.model(input_ids=xb).logits
-                per_row = nn.functional.cross_entropy(logits.transpose(1, 2), yb,
+        with torch.enable_grad():
+            for s, (act, idx, wt, ragged, owner, cnt) in enumerate(batches):
+                hooks.owner = ragged
+                hooks.a = a_leaves if act == k else [p[:act] for p in a_leaves]
+                hooks.b = b_leaves if act == k else [p[:act] for p in b_leaves]
+                logits = w.model(input_ids=xs_all[idx]).logits
+                per_row = nn.functional.cross_entropy(logits.transpose(1, 2), ys_all[idx],
                                                       reduction="none").mean(1)  # [rows]
-                owner = torch.repeat_interleave(torch.arange(act), lens)
-                cnt = lens.to(torch.float32)
                 # the sum of the clients' own mean losses: one backward, each its own gradient
-                (per_row / cnt[owner]).sum().backward()
-                d = per_row.detach().double()
-                tot[:act] += torch.zeros(act, dtype=torch.float64).index_add_(0, owner, d)
-                tot_sq[:act] += torch.zeros(act, dtype=torch.float64).index_add_(0, owner, d * d)
-                count[:act] += cnt.double()
+                per_row.dot(wt).backward()
                 with torch.no_grad():
-                    _step(leaves, m1, m2, act, s + 1, t, adam, beta1, beta2, eps)
+                    d = per_row.double()
+                    tot[:act] += torch.zeros(act, dtype=torch.float64).index_add_(0, owner, d)
+                    tot_sq[:act] += torch.zeros(act, dtype=torch.float64).index_add_(
+                        0, owner, d * d)
+                    count[:act] += cnt
+                    _step(par[:act], grad[:act], m1, m2, act, s + 1, t, adam)
+                    grad[:act].zero_()
     finally:
-        hooks.close()
-        w.model.eval()
+        hooks.owner = None
+        for p in a_leaves + b_leaves:
+            p.grad = None
     out: list[BatchedResult | None] = [None] * k
-    with torch.no_grad():
-        for j, i in enumerate(order):
-            vals = np.zeros(w.n_params, np.float64)  # components beyond r_g stay zero
-            for pr_i, pr in enumerate(w.pairs):
-                sa, sb = _slots(w, pr_i)
-                vals[sa.start:sa.stop].reshape(r_max, pr.d_in)[:r_g] = a_leaves[pr_i][j].numpy()
-                vals[sb.start:sb.stop].reshape(pr.d_out, r_max)[:, :r_g] = \
-                    b_leaves[pr_i][j].numpy()
-            c = max(float(count[j]), 1.0)
-            out[i] = BatchedResult(vals, len(data[i][1]), float(tot[j]) / c,
-                                   float(tot_sq[j]) / c, int(n_steps[i]))
+    pn = par.numpy()
+    for j, i in enumerate(order):
+        vals = np.zeros(w.n_params, np.float64)  # components beyond r_g stay zero
+        for pr_i, pr in enumerate(w.pairs):
+            sa, sb = _slots(w, pr_i)
+            vals[sa.start:sa.stop].reshape(r_max, pr.d_in)[:r_g] = \
+                pn[j, offs[pr_i]:offs[pr_i + 1]].reshape(r_g, pr.d_in)
+            vals[sb.start:sb.stop].reshape(pr.d_out, r_max)[:, :r_g] = \
+                pn[j, offs[n_pairs + pr_i]:offs[n_pairs + pr_i + 1]].reshape(pr.d_out, r_g)
+        c = max(float(count[j]), 1.0)
+        out[i] = BatchedResult(vals, len(data[i][1]), float(tot[j]) / c,
+                               float(tot_sq[j]) / c, int(n_steps[i]))
     return [r for r in out if r is not None]
 
 
@@ -229,41 +278,34 @@ def _slots(w: Any, pair: int) -> tuple[Any, Any]:
     return hit
 
 
-def _step(leaves: list[torch.Tensor], m1: list[torch.Tensor], m2: list[torch.Tensor], act: int,
-          step: int, t: Any, adam: bool, beta1: float, beta2: float, eps: float) -> None:
-    """One optimizer step for the first ``act`` clients, as torch.optim does for one client
-    (its single-tensor arithmetic, applied to every leaf at once with ``torch._foreach_*``).
+def _step(par: torch.Tensor, grad: torch.Tensor, m1: torch.Tensor | None,
+          m2: torch.Tensor | None, act: int, step: int, t: Any, adam: bool) -> None:
+    """One optimizer step for the first ``act`` clients (rows of ``par`` / ``grad``, every
+    leaf at once), with the single-tensor arithmetic of ``torch.optim.SGD`` / ``torch.optim.Adam``
+    (default betas and eps) for one client.
 
     No mask is needed: a truncated client's components ``r:`` are exact zeros in ``A`` (rows)
     and ``B`` (columns), so their gradients are exact zeros (each is a product with the other
     factor's zero block) and SGD, momentum and Adam (``0 / (0 + eps)``) leave them at zero.
     """
     lr = float(t.lr)
-    live = [j for j, p in enumerate(leaves) if p.grad is not None]
-    if not live:
-        return
-    grads = [leaves[j].grad[:act] for j in live]  # type: ignore[index]
-    pars = [leaves[j].data[:act] for j in live]
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
     if adam:
-        ea, es = [m1[j][:act] for j in live], [m2[j][:act] for j in live]
-        torch._foreach_lerp_(ea, grads, 1 - beta1)
-        torch._foreach_mul_(es, beta2)
-        torch._foreach_addcmul_(es, grads, grads, value=1 - beta2)
+        assert m1 is not None and m2 is not None
+        ea, es = m1[:act], m2[:act]
+        ea.lerp_(grad, 1 - beta1)
+        es.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         bc1 = 1 - beta1 ** step
         bc2_sqrt = (1 - beta2 ** step) ** 0.5
-        denom = torch._foreach_sqrt(es)
-        torch._foreach_div_(denom, bc2_sqrt)
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(pars, ea, denom, value=-lr / bc1)
+        denom = (es.sqrt() / bc2_sqrt).add_(eps)
+        par.addcdiv_(ea, denom, value=-lr / bc1)
     elif t.momentum > 0:
-        bufs = [m1[j][:act] for j in live]
+        assert m1 is not None
+        buf = m1[:act]
         if step == 1:
-            torch._foreach_copy_(bufs, grads)
+            buf.copy_(grad)
         else:
-            torch._foreach_mul_(bufs, t.momentum)
-            torch._foreach_add_(bufs, grads)
-        torch._foreach_add_(pars, bufs, alpha=-lr)
+            buf.mul_(t.momentum).add_(grad)
+        par.add_(buf, alpha=-lr)
     else:
-        torch._foreach_add_(pars, grads, alpha=-lr)
-    for j in live:
-        leaves[j].grad = None
+        par.add_(grad, alpha=-lr)
