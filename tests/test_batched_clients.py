@@ -49,7 +49,10 @@ def test_group_arrays_equal_pad_group(over: dict) -> None:
 
 
 # --- batched vision clients (simulator/workloads/torch_batched.py) -----------------------------
-TOL = 2e-5  # max |batched - one by one| over every parameter after training (float32 rounding)
+# max |batched - one by one| over every parameter after training, as a fraction of how far
+# training moved the weights: float32 rounding grows with that distance (momentum 0.9 moves
+# them ~10x as far, and its differences measured 1.4e-5 of it on an AMD EPYC, 2e-7 without it)
+TOL_OF_MOVED = 5e-5
 
 
 def two_conv(input_shape: tuple = (1, 8, 8), n_classes: int = 10) -> object:
@@ -86,7 +89,7 @@ def test_batched_vision_equals_one_by_one(over: dict) -> None:
     b, lb, lqb = w.train_clients(g, jobs, batched=False)
     moved = np.abs(b - g).max()
     assert moved > 1e-3  # the clients did train
-    assert np.abs(a - b).max() <= TOL, np.abs(a - b).max()
+    assert np.abs(a - b).max() <= TOL_OF_MOVED * moved, (np.abs(a - b).max(), moved)
     np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(lqa, lqb, rtol=1e-5, atol=1e-6)
 
@@ -147,6 +150,7 @@ def test_image_inputs_channels_last_same_training(tmp_path) -> None:  # noqa: AN
         b, lb, _ = w.train_clients(g, jobs, batched=False)
     finally:
         TM.TorchModelWorkload._x = plain  # type: ignore[method-assign]
-    assert np.abs(b - g).max() > 1e-3
-    assert np.abs(a - b).max() <= TOL, np.abs(a - b).max()
+    moved = np.abs(b - g).max()
+    assert moved > 1e-3
+    assert np.abs(a - b).max() <= TOL_OF_MOVED * moved, (np.abs(a - b).max(), moved)
     np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-6)

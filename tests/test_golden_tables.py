@@ -1,10 +1,17 @@
 """Golden tables: every shipped scenario, shortened, gives the recorded per-column hashes.
 
+They are computed once per session, in a child process with numpy's SIMD dispatch pinned
+(tests/golden/tables.py: SIMD_ENV), so that they are the same bits on every x86-64 machine.
 Regenerate only after an intended change of behaviour (see tests/golden/tables.py)."""
 
 import pytest
 
-from tests.golden.tables import CASES, load_hashes, run_case, same_column
+from tests.golden.tables import CASES, compute, load_hashes, same_column
+
+
+@pytest.fixture(scope="module")
+def computed():
+    return compute(sorted(CASES))
 
 
 def test_every_shipped_scenario_has_a_case():
@@ -15,9 +22,9 @@ def test_every_shipped_scenario_has_a_case():
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_golden_tables(name, tmp_path):
+def test_golden_tables(name, computed):
     expected = load_hashes()[name]
-    got = run_case(name, tmp_path)
+    got = computed[name]
     for table in ("rounds", "clients"):
         exp, now = expected[table], got[table]
         assert set(now) == set(exp), (f"{name}/{table}: columns added {sorted(set(now) - set(exp))}"

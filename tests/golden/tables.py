@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +38,13 @@ WALL_COLUMNS = {"wall_s"}  # the machine's clock, not the simulation's
 # within LEARNED_RTOL; every other column must match bit for bit.
 LEARNED_COLUMNS = {"loss", "train_loss"}
 LEARNED_RTOL = 1e-4
+# numpy picks its SIMD kernels by CPU when it is imported: on AVX-512 machines (X86_V4) float64
+# exp, log and power run numpy's own AVX-512 kernels, elsewhere the C library's, and their last
+# bits differ, so clock columns (durations, energy, bytes cut by deadlines) moved by an ulp between
+# an AVX-512 machine and an AVX2 one. Golden tables are computed with the dispatch pinned to the
+# x86-64-v2 baseline (AVX2 and AVX-512 groups off; on an AVX2 machine that gave the same bits as
+# AVX2 on), in a process of their own (compute()), so every x86-64 machine gives the same bits.
+SIMD_ENV = {"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}
 
 # scenario file -> overrides that make it short (rounds) and in-process (identical on Ray:
 # tests/test_execution_identity.py).
@@ -109,24 +118,52 @@ def load_hashes(path: Path = HASHES) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def simd_pinned() -> bool:
+    return all(os.environ.get(k) == v for k, v in SIMD_ENV.items())
+
+
+def compute(cases: list[str], static: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each case's table hashes, computed in a process whose numpy dispatch is pinned (SIMD_ENV):
+    this one if it already is, else a child process (numpy cannot change it once imported)."""
+    if simd_pinned():
+        out = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in cases:
+                if static:
+                    CASES[name] = {**CASES[name], **STATIC_OVERRIDES}
+                out[name] = run_case(name, Path(tmp))
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "hashes.json"
+        cmd = [sys.executable, "-m", "tests.golden.tables", "--json", str(dest),
+               *(["--static"] if static else []), *cases]
+        done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **SIMD_ENV},
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"golden tables failed to compute (exit {done.returncode}):\n"
+                               f"{done.stdout[-4000:]}{done.stderr[-8000:]}")
+        return json.loads(dest.read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--update", action="store_true", help="rewrite hashes.json")
     ap.add_argument("--static", action="store_true", help=(
         "the static clock (dynamics off, oracle estimates, per-client split server) against "
         "static_hashes.json (--update rewrites that file)"))
+    ap.add_argument("--json", metavar="PATH", help="only write the computed hashes to PATH")
     ap.add_argument("cases", nargs="*", default=list(CASES))
     args = ap.parse_args(argv)
+    got = compute(args.cases, args.static)
+    if args.json:
+        Path(args.json).write_text(json.dumps(got))
+        return 0
     path = STATIC_HASHES if args.static else HASHES
     old = load_hashes(path) if path.exists() else {}
-    new = dict(old)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.cases:
-            if args.static:
-                CASES[name] = {**CASES[name], **STATIC_OVERRIDES}
-            new[name] = run_case(name, Path(tmp))
-            moved = same_tables(old.get(name, {}), new[name])
-            print(f"{name}: {'unchanged' if not moved else 'CHANGED ' + ', '.join(moved)}")
+    new = {**old, **got}
+    for name in args.cases:
+        moved = same_tables(old.get(name, {}), new[name])
+        print(f"{name}: {'unchanged' if not moved else 'CHANGED ' + ', '.join(moved)}")
     if args.update:
         path.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
     return 0
