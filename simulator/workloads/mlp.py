@@ -24,6 +24,7 @@ from simulator.core.jobs import JobBatch
 from simulator.data import build_dataset
 from simulator.data.base import PooledDataset
 from simulator.privacy import make_update_hook
+from simulator.workloads.seeded import permutations
 
 
 def client_training_for(scenario: Any) -> Any:
@@ -71,9 +72,9 @@ def group_partial(ids: np.ndarray, finals: list[np.ndarray], g64: np.ndarray, n:
     """The fixed-point sum of a group's updates, weighted by samples: ``add_client`` per client
     vectorised over rows (int64 sums are exact, so the result is bit-identical)."""
     q = np.zeros(g64.shape[0], np.int64)
-    rows = max(1, 2**18 // (8 * max(1, g64.shape[0])))  # float64 scratch that stays in cache
+    rows = max(1, 2**20 // (8 * max(1, g64.shape[0])))  # float64 scratch that stays in cache
     for s in range(0, len(finals), rows):
-        x = np.stack(finals[s:s + rows]).astype(np.float64)
+        x = np.array(finals[s:s + rows], np.float64)  # one copy (never a view of finals)
         np.subtract(x, g64, out=x)
         np.multiply(x, (n[s:s + rows].astype(np.float64) * SCALE)[:, None], out=x)
         if not (x.max() < _LIMIT and x.min() > -_LIMIT):  # also false for NaN
@@ -289,15 +290,18 @@ class MLPWorkload:
         offsets = None if col is None else np.asarray(jobs.assignment[col])
         return np.stack(fn(global_flat, inputs, offsets)[0])
 
-    def _offset_params(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        """Per-client rows [C, P] split into [C, *shape] tensors by parameter name."""
-        t = torch.from_numpy(np.ascontiguousarray(rows, np.float32))
+    def _unflatten_rows(self, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-client rows t [C, P] as [C, *shape] views by parameter name."""
         out, i = {}, 0
         for name, shape in zip(self.names, self.shapes, strict=True):
             k = int(np.prod(shape))
-            out[name] = t[:, i:i + k].reshape(t.shape[0], *shape)
+            out[name] = t[:, i:i + k].view(t.shape[0], *shape)
             i += k
         return out
+
+    def _offset_params(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """Per-client rows [C, P] split into [C, *shape] tensors by parameter name."""
+        return self._unflatten_rows(torch.from_numpy(np.ascontiguousarray(rows, np.float32)))
 
     def _train_sequential(self, global_flat, inputs, offsets=None):  # type: ignore[no-untyped-def]
         """One resident model for every client. Plain SGD (the common case) is applied as
@@ -384,12 +388,6 @@ class MLPWorkload:
         pooled = isinstance(ds, PooledDataset)
         hits = [self._client_hit(int(cid)) for cid in ids]
         lens = np.fromiter((len(h[0]) for h in hits), np.int64, c)
-        perms = []
-        for h, sd in zip(hits, seeds, strict=True):  # batch_plan's draws, in its order
-            g = np.random.default_rng(int(sd))
-            n = len(h[0])
-            for _ in range(e):
-                perms.append(g.permutation(n))
         per_epoch = -(-lens // b)
         n_steps = e * per_epoch
         steps = int(n_steps.max()) if c else 0
@@ -406,7 +404,8 @@ class MLPWorkload:
         i = np.arange(total) - np.repeat(seg_start, seg_len)
         cl = np.repeat(seg_client, seg_len)
         gidx = np.full((steps, c, b), -1, np.int64)
-        perm_all = np.concatenate(perms) if perms else np.zeros(0, np.int64)
+        # batch_plan's draws (default_rng(seed).permutation per epoch), bit for bit
+        perm_all = permutations(seeds, lens, e)
         gidx[np.repeat(seg_step0, seg_len) + i // b, cl, i % b] = base[cl] + perm_all
         valid = gidx >= 0
         if pooled:
@@ -465,10 +464,16 @@ class MLPWorkload:
         lo_at = np.searchsorted(n_steps[order], np.arange(steps), side="right")
         dev = self.device
         xs_t, ys_t, ms_t = (torch.from_numpy(a).to(dev) for a in (xs, ys, ms))
-        g0 = self._unflatten(torch.from_numpy(global_flat.astype(np.float32)).to(dev))
+        g32 = torch.from_numpy(global_flat.astype(np.float32)).to(dev)
+        g0 = self._unflatten(g32)
         nl = len(self.sizes) - 1
-        ws = [g0[f"{2 * i}.weight"].unsqueeze(0).repeat(c, 1, 1) for i in range(nl)]
-        bs = [g0[f"{2 * i}.bias"].unsqueeze(0).repeat(c, 1) for i in range(nl)]
+        # Every client's parameters are one row of flat_t [C, P] (parameters_to_vector order):
+        # W_l and b_l are views of it, so the result needs no concatenation at the end.
+        flat_t = torch.empty((c, g32.shape[0]), device=dev)
+        flat_t.copy_(g32.unsqueeze(0).expand(c, -1))
+        rows = self._unflatten_rows(flat_t)
+        ws = [rows[f"{2 * i}.weight"] for i in range(nl)]
+        bs = [rows[f"{2 * i}.bias"] for i in range(nl)]
         params = ws + bs
         hook = self.client_training
         g_params = ([g0[f"{2 * i}.weight"].unsqueeze(0) for i in range(nl)]
@@ -479,31 +484,44 @@ class MLPWorkload:
             g_offs = ([by_name[f"{2 * i}.weight"].to(dev) for i in range(nl)]
                       + [by_name[f"{2 * i}.bias"].to(dev) for i in range(nl)])
         sgd, mu, lr = self.optimizer == "sgd", self.momentum, self.lr
+        plain = sgd and mu == 0 and hook is None  # p -= lr * g for every tensor: two foreach ops
         st1 = [torch.zeros_like(p) for p in params] if (mu > 0 or not sgd) else []
         st2 = [torch.zeros_like(p) for p in params] if not sgd else []
-        t_step = torch.zeros(c, device=dev)
-        tot = torch.zeros(c, dtype=torch.float64, device=dev)
-        tot_sq = torch.zeros(c, dtype=torch.float64, device=dev)
+        t_step = torch.zeros(c, device=dev) if not sgd else None  # Adam's bias correction
+        # log p(y) of every (step, client, slot), written as steps run (clients that finished
+        # keep zeros): the loss statistics are reduced once, after the loop
+        logp_y = torch.zeros(ms_t.shape, device=dev)
+        # the mean's weights: mask / real samples of the step (computed for all steps at once,
+        # element for element what each step would compute)
+        msc = ms_t / ms_t.sum(2, keepdim=True).clamp(min=1.0)
+        ys_u, lp_u, msc_u = ys_t.unsqueeze(2), logp_y.unsqueeze(2), msc.unsqueeze(2)  # [S,C,1,B]
         minus_one = torch.full((c, 1, self.batch), -1.0, device=dev)
         b1, b2, eps = 0.9, 0.999, 1e-8
+        views: dict[int, Any] = {}
         for s in range(steps):
             lo = int(lo_at[s])
-            m = ms_t[s, lo:]  # [n, B]
-            y = ys_t[s, lo:].unsqueeze(1)  # [n, 1, B]
-            w = [p[lo:] for p in ws]
+            vw = views.get(lo)
+            if vw is None:  # the still-training suffix [lo:]: its views, made once per suffix
+                w = [p[lo:] for p in ws]
+                vw = views[lo] = (
+                    w, [t.transpose(1, 2) for t in w[:-1]],
+                    [b[lo:].unsqueeze(1) for b in bs[:-1]], bs[nl - 1][lo:].unsqueeze(2),
+                    minus_one[lo:], [p[lo:] for p in params],
+                    [v[lo:] for v in st1], [v[lo:] for v in st2],
+                    None if t_step is None else t_step[lo:],
+                    [None if o is None else o[lo:] for o in g_offs])
+            w, w_t, b_u, b_last, m1, ps, v1s, v2s, tt_s, offs = vw
+            y = ys_u[s, lo:]  # [n, 1, B]
             hs = [xs_t[s, lo:]]
             for i in range(nl - 1):
-                z = torch.baddbmm(bs[i][lo:].unsqueeze(1), hs[-1], w[i].transpose(1, 2))
-                hs.append(torch.relu(z))
-            zt = torch.baddbmm(bs[nl - 1][lo:].unsqueeze(2), w[nl - 1], hs[-1].transpose(1, 2))
+                hs.append(torch.relu_(torch.baddbmm(b_u[i], hs[-1], w_t[i])))
+            zt = torch.baddbmm(b_last, w[nl - 1], hs[-1].transpose(1, 2))
             logp = torch.log_softmax(zt, dim=1)  # [n, K, B]
-            per = logp.gather(1, y).squeeze(1).neg_().mul_(m)  # [n, B]
-            tot[lo:] += per.sum(1).double()
-            tot_sq[lo:] += (per * per).sum(1).double()
+            torch.gather(logp, 1, y, out=lp_u[s, lo:])
             # backward of mean cross-entropy over real samples: (softmax - onehot) * m / count
             dz = logp.exp_()
-            dz.scatter_add_(1, y, minus_one[lo:])
-            dz.mul_((m / m.sum(1).clamp(min=1.0).unsqueeze(1)).unsqueeze(1))
+            dz.scatter_add_(1, y, m1)
+            dz.mul_(msc_u[s, lo:])
             gw: list[torch.Tensor] = [torch.empty(0)] * nl
             gb: list[torch.Tensor] = [torch.empty(0)] * nl
             gw[nl - 1], gb[nl - 1] = torch.bmm(dz, hs[nl - 1]), dz.sum(2)
@@ -512,29 +530,35 @@ class MLPWorkload:
                 dz = torch.ops.aten.threshold_backward(torch.bmm(dz, w[i + 1]), hs[i + 1], 0)
                 gw[i] = torch.bmm(dz.transpose(1, 2), hs[i])
                 gb[i] = dz.sum(1)
-            t_step[lo:] += 1.0
-            for j, g in enumerate(gw + gb):
-                p = params[j][lo:]
+            grads = gw + gb
+            if plain:  # as p.sub_(g.mul_(lr)) per tensor, bit for bit
+                torch._foreach_mul_(grads, lr)
+                torch._foreach_sub_(ps, grads)
+                continue
+            if tt_s is not None:
+                tt_s += 1.0
+            for j, g in enumerate(grads):
+                p = ps[j]
                 if hook is not None:  # the strategy's gradient correction, e.g. mu (w - w_g)
-                    off = g_offs[j]
+                    off = offs[j]
                     g = g + (hook.correction(p, g_params[j]) if off is None
-                             else hook.correction(p, g_params[j], off[lo:]))
+                             else hook.correction(p, g_params[j], off))
                 if sgd and mu > 0:
-                    v = st1[j][lo:]
-                    p.sub_(v.mul_(mu).add_(g) * lr)
+                    p.sub_(v1s[j].mul_(mu).add_(g) * lr)
                 elif sgd:
                     p.sub_(g.mul_(lr))
                 else:  # Adam, as torch.optim.Adam with default betas and eps
-                    v1, v2 = st1[j][lo:], st2[j][lo:]
+                    v1, v2 = v1s[j], v2s[j]
                     v1.mul_(b1).add_((1 - b1) * g)
                     v2.mul_(b2).add_((1 - b2) * g * g)
-                    tt = t_step[lo:].clamp(min=1).view((-1,) + (1,) * (p.dim() - 1))
+                    tt = tt_s.clamp(min=1).view((-1,) + (1,) * (p.dim() - 1))  # type: ignore[union-attr]
                     bc1 = 1 - b1 ** tt
                     bc2 = 1 - b2 ** tt
                     p.sub_(lr / bc1 * v1 / (v2.sqrt() / bc2.sqrt() + eps))
-        flat = torch.cat(
-            [t.reshape(c, -1) for i in range(nl) for t in (ws[i], bs[i])], dim=1
-        ).cpu().numpy()
+        flat = flat_t.cpu().numpy()
+        # each sample's loss in float64 and summed there, as the sequential path does
+        per = (logp_y.neg_().mul_(ms_t)).double()
+        tot, tot_sq = per.sum((0, 2)), (per * per).sum((0, 2))
         counts = ms.sum(axis=(0, 2)).clip(min=1)
         inv = np.empty_like(order)
         inv[order] = np.arange(c)
