@@ -26,7 +26,7 @@ demo: install
 	@$(VENV)/bin/fedfleet run scenarios/quickstart.yaml --name quickstart --overwrite
 
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=10
 
 test-fast: install
 	$(PY) -m pytest -q -m "not ray and not slow and not browser"

@@ -116,3 +116,21 @@ def test_train_clients_groups_by_rank_and_keeps_the_job_order():
     for r, b, rank in zip(ref, got, ranks, strict=True):
         assert np.abs(b.values - r.values).max() <= LB.TOLERANCE
         assert np.all(b.values[~w.within_rank(rank)] == 0.0)
+
+
+def test_batched_call_leaves_peft_adapters_as_it_found_them():
+    """The session switches peft's adapters off itself (not through disable_adapter): afterwards
+    they are on again, and per-client peft training gives what it gave before the call."""
+    from simulator.workloads import lora_batched as LB
+
+    w = tiny_workload(state=_state(4), n_clients=20)
+    g = w.initial_state()
+    g = g + np.random.default_rng(5).normal(0, 0.05, g.shape).astype(np.float32)
+    jobs = jobs_for([1, 2], "lora", 0)
+    before = w.train_client(g, 1, int(jobs.seeds[0]), "lora", 4).values
+    LB.train_clients(w, g, [1, 2], [int(s) for s in jobs.seeds], [4, 2])
+    layers = LB._tuner_layers(w)
+    assert layers and not any(m.disable_adapters for m in layers)
+    assert not w.model._adapters_disabled
+    after = w.train_client(g, 1, int(jobs.seeds[0]), "lora", 4).values
+    np.testing.assert_array_equal(after, before)

@@ -125,21 +125,52 @@ class _Session:
     def __init__(self, workload: Any) -> None:
         self.w = workload
         self.hooks: _Adapters | None = None
-        self.ctx: Any = None
+        self.ctx: list[bool] = []  # each tuner layer's disable_adapters before the session
+        self.was_disabled = False
 
     def __enter__(self) -> _Adapters:
         for p in self.w.layout.params:
             p.requires_grad_(False)
-        self.ctx = self.w.model.disable_adapter()
-        self.ctx.__enter__()
+        # peft's adapters off, as ``PeftModel.disable_adapter()`` does (each tuner layer's
+        # ``enable_adapters(False)``, restored after), without its per-call model status check
+        # and module walks (~10 ms a call, 10% of a 16-client call of a small model)
+        layers = _tuner_layers(self.w)
+        self.ctx = [m.disable_adapters for m in layers]
+        self.was_disabled = getattr(self.w.model, "_adapters_disabled", False)
+        for m in layers:
+            m.enable_adapters(False)
+        self.w.model._adapters_disabled = True
         self.hooks = _Adapters(self.w)
         return self.hooks
 
     def __exit__(self, *exc: Any) -> None:
         if self.hooks is not None:
             self.hooks.close()
-        self.ctx.__exit__(*exc)
+        for m, was in zip(_tuner_layers(self.w), self.ctx, strict=True):
+            if not was:
+                m.enable_adapters(True)
+        self.w.model._adapters_disabled = self.was_disabled
         self.w.model.eval()
+
+
+def _tuner_layers(w: Any) -> list[Any]:
+    """peft's tuner layers (and modules-to-save wrappers) of the workload's model, found once."""
+    mods = w.__dict__.get("_lora_tuner_layers")
+    if mods is None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        kinds: tuple[type, ...] = (BaseTunerLayer,)
+        try:
+            from peft.utils.other import AuxiliaryTrainingWrapper
+
+            kinds += (AuxiliaryTrainingWrapper,)
+        except ImportError:  # older peft: ModulesToSaveWrapper only
+            from peft.utils.other import ModulesToSaveWrapper
+
+            kinds += (ModulesToSaveWrapper,)
+        mods = w.__dict__["_lora_tuner_layers"] = [m for m in w.model.modules()
+                                                   if isinstance(m, kinds)]
+    return mods
 
 
 def train_clients(workload: Any, global_flat: np.ndarray, cids: list[int], seeds: list[int],
