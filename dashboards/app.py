@@ -176,14 +176,18 @@ def _layout(runs_dir: Path) -> html.Div:
                           style={"width": "100%"}),
             ]),
             html.Div(className="content", children=[
+                # The tabs only switch which pane shows: both panes stay in the page, so a
+                # callback in flight when the tab changes still finds its outputs (dcc.Tabs
+                # unmounts a hidden tab's children, and dash-renderer then logged "a nonexistent
+                # object was used in an Output" for run-head), and the run view keeps its zoom.
                 dcc.Tabs(id="tabs", value="run", children=[
-                    dcc.Tab(label="Run", value="run",
-                            children=dcc.Loading(html.Div(id="run-view"), type="dot",
-                                                delay_show=600)),
-                    dcc.Tab(label="Compare", value="compare",
-                            children=dcc.Loading(html.Div(id="compare-view"), type="dot",
-                                                delay_show=600)),
+                    dcc.Tab(label="Run", value="run"),
+                    dcc.Tab(label="Compare", value="compare"),
                 ]),
+                html.Div(id="run-pane", children=dcc.Loading(
+                    html.Div(id="run-view"), type="dot", delay_show=600)),
+                html.Div(id="compare-pane", style={"display": "none"}, children=dcc.Loading(
+                    html.Div(id="compare-view"), type="dot", delay_show=600)),
             ]),
         ]),
         dcc.Interval(id="tick", interval=REFRESH_MS),
@@ -236,6 +240,11 @@ def make_app(runs_dir: str | Path, token: str | None = None, incremental: bool =
         cmp_opts = [{"label": o["label"], "value": o["value"]} for o in opts]
         return opts, (no_update if new_value == value else new_value), cmp_opts, key
 
+    app.clientside_callback(  # which pane shows: in the browser, at once
+        "function (tab) { var off = {display: 'none'};"
+        " return [tab === 'compare' ? off : {}, tab === 'compare' ? {} : off]; }",
+        Output("run-pane", "style"), Output("compare-pane", "style"), Input("tabs", "value"))
+
     # Cheap checks on every tick update a signature store only when files changed; the views
     # (wrapped in a loading indicator) redraw only when their signature store changes.
     @app.callback(Output("run-sig", "data"), Input("run-list", "value"),
@@ -280,6 +289,8 @@ def make_app(runs_dir: str | Path, token: str | None = None, incremental: bool =
         def update_run(data: Any, ids: list[dict[str, str]], sig: Any) -> Any:
             if not data or not ids or not sig or sig[0] != data[0]:
                 raise PreventUpdate
+            if len(sig) > 1 and data[1] == sig[1]:  # the view was built from these files: a
+                raise PreventUpdate  # redraw would only reset the linked panels' zoom
             head, panels = _run_parts(run_path(data[0]))
             if [p.id for p in panels] != [i["panel"] for i in ids]:
                 return no_update, no_update, [data[0], data[1]]  # rebuild: panels came or went
