@@ -116,11 +116,13 @@ def _run_parts(path: Path) -> tuple[list[Any], list[Panel]]:
     return head, panels
 
 
-def run_view(path: Path, incremental: bool = True) -> list[Any]:
+def run_view(path: Path, incremental: bool = True) -> tuple[list[Any], list[Any]]:
+    """(the run header's children, the run view's children). The header lives outside the
+    view (``run-head`` is always in the page), so a live update of the header never targets a
+    component that a rebuild of the view is replacing."""
     head, panels = _run_parts(path)
-    return [html.Div(className="runhead", id="run-head", children=head),
-            html.Main([_panel_div(p, {"type": GRAPH, "panel": p.id} if incremental else None)
-                       for p in panels])]
+    return head, [html.Main([_panel_div(p, {"type": GRAPH, "panel": p.id} if incremental
+                                        else None) for p in panels])]
 
 
 SORT_LABELS = {"time_to_target_s": "time to target", "final_accuracy": "final accuracy",
@@ -180,12 +182,14 @@ def _layout(runs_dir: Path) -> html.Div:
                 # callback in flight when the tab changes still finds its outputs (dcc.Tabs
                 # unmounts a hidden tab's children, and dash-renderer then logged "a nonexistent
                 # object was used in an Output" for run-head), and the run view keeps its zoom.
+                # The run header sits outside the view that rebuilds replace, for the same reason.
                 dcc.Tabs(id="tabs", value="run", children=[
                     dcc.Tab(label="Run", value="run"),
                     dcc.Tab(label="Compare", value="compare"),
                 ]),
-                html.Div(id="run-pane", children=dcc.Loading(
-                    html.Div(id="run-view"), type="dot", delay_show=600)),
+                html.Div(id="run-pane", children=[
+                    html.Div(className="runhead", id="run-head"),
+                    dcc.Loading(html.Div(id="run-view"), type="dot", delay_show=600)]),
                 html.Div(id="compare-pane", style={"display": "none"}, children=dcc.Loading(
                     html.Div(id="compare-view"), type="dot", delay_show=600)),
             ]),
@@ -259,10 +263,11 @@ def make_app(runs_dir: str | Path, token: str | None = None, incremental: bool =
             raise PreventUpdate
         return sig
 
-    @app.callback(Output("run-view", "children"), Input("run-sig", "data"))
+    @app.callback(Output("run-head", "children"), Output("run-view", "children"),
+                  Input("run-sig", "data"))
     def show_run(sig: Any):  # type: ignore[no-untyped-def]
         if not sig or not sig[0]:
-            return [html.Main(html.P(f"No runs in {runs_dir} yet."))]
+            return [], [html.Main(html.P(f"No runs in {runs_dir} yet."))]
         return run_view(run_path(sig[0]), incremental)
 
     if incremental:

@@ -42,8 +42,13 @@ def served(tmp_path: Path, outside_run: Path) -> Path:
 
 def _post(client: Any, output: str, inputs: list[dict[str, Any]],
           state: list[dict[str, Any]] | None = None, **kw: Any) -> Any:
-    oid, prop = output.split(".")
-    body = {"output": output, "outputs": {"id": oid, "property": prop}, "inputs": inputs,
+    outs = [o.split(".") for o in output.split("+")]  # "a.x+b.y": a multi-output callback
+    outputs: Any = [{"id": i, "property": p} for i, p in outs]
+    if len(outs) == 1:
+        outputs = outputs[0]
+    else:
+        output = ".." + "...".join(f"{i}.{p}" for i, p in outs) + ".."
+    body = {"output": output, "outputs": outputs, "inputs": inputs,
             "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"],
             "state": state or []}
     return client.post("/_dash-update-component", data=json.dumps(body),
@@ -51,7 +56,7 @@ def _post(client: Any, output: str, inputs: list[dict[str, Any]],
 
 
 def _run_view(client: Any, path: str) -> Any:
-    return _post(client, "run-view.children",
+    return _post(client, "run-head.children+run-view.children",
                  [{"id": "run-sig", "property": "data", "value": [path, "x"]}])
 
 
@@ -132,7 +137,7 @@ def test_responses_are_compressed(served: Path) -> None:
     client = make_app(served).server.test_client()
     resp = _run_view(client, str(served / "mine"))
     plain = resp.data
-    resp = _post(client, "run-view.children",
+    resp = _post(client, "run-head.children+run-view.children",
                  [{"id": "run-sig", "property": "data", "value": [str(served / "mine"), "x"]}],
                  headers={"Accept-Encoding": "gzip, deflate"})
     assert resp.headers.get("Content-Encoding") == "gzip"
