@@ -1,6 +1,6 @@
 """Does the live app keep up with a 10k-client run at a 2 s refresh? Incremental vs full redraw.
 
-    python -m benchmarks.bench_live [--seconds 25] [--per-round 1000]
+    python -m benchmarks.bench_live [--seconds 15] [--per-round 1000]
 
 A synthetic run (dashboards/bench_load.make_synthetic_run: 10,000 clients, --per-round invited
 per round, 500 rounds) is served as an unfinished ``NAME.partial/`` with rounds 0-299 on disk;
@@ -90,7 +90,7 @@ def measure(src: Path, work: Path, incremental: bool, seconds: float) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=25.0)  # make bench stays under 10 min
+    ap.add_argument("--seconds", type=float, default=15.0)  # make bench stays under 10 min
     ap.add_argument("--per-round", type=int, default=1000)
     ap.add_argument("--incremental-only", action="store_true")
     args = ap.parse_args(argv)

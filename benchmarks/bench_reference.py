@@ -252,7 +252,7 @@ def run_plain_e2e(path: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=ROUNDS)
-    ap.add_argument("--e2e-reps", type=int, default=3, help="fresh-process runs per side (min)")
+    ap.add_argument("--e2e-reps", type=int, default=2, help="fresh-process runs per side (min)")
     ap.add_argument("--ray-reps", type=int, default=2, help="fresh-process Ray-2 runs (min)")
     ap.add_argument("--plain-e2e", metavar="IDS_JSON", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

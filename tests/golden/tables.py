@@ -2,7 +2,8 @@
 
 Every shipped scenario runs shortened (``rounds`` below, in-process executor) and each table column
 except wall-clock ones is hashed, so a refactor that changes behaviour fails with the scenario,
-table and column that moved. After an *intended* change of numbers, regenerate with
+table and column that moved. The runs happen in a child process with numpy's SIMD dispatch pinned
+(``SIMD_ENV``), so the hashes are the same on AVX2 and AVX-512 machines. After an *intended* change of numbers, regenerate with
 
     .venv/bin/python -m tests.golden.tables --update
 
