@@ -354,6 +354,7 @@ def test_live_app(real_run: Path, driver, shots: list[Path], tmp_path: Path) -> 
         _save(driver, shots, "live-app-compare")
         assert _severe(driver) == []
     finally:
+        driver.get("about:blank")  # the page stops polling before its server goes
         srv.stop()
 
 
@@ -420,4 +421,5 @@ def test_live_app_follows_runs_that_finish_and_start(real_run: Path, driver,  # 
         time.sleep(1)
         assert _severe(driver) == []
     finally:
+        driver.get("about:blank")  # the page stops polling before its server goes
         srv.stop()

@@ -3,7 +3,8 @@
 Every shipped scenario runs shortened (``rounds`` below, in-process executor) and each table column
 except wall-clock ones is hashed, so a refactor that changes behaviour fails with the scenario,
 table and column that moved. The runs happen in a child process with numpy's SIMD dispatch pinned
-(``SIMD_ENV``), so the hashes are the same on AVX2 and AVX-512 machines. After an *intended* change of numbers, regenerate with
+(``SIMD_ENV``), so the hashes are the same on AVX2 and AVX-512 machines. After an *intended*
+change of numbers, regenerate with
 
     .venv/bin/python -m tests.golden.tables --update
 
@@ -121,6 +122,34 @@ def load_hashes(path: Path = HASHES) -> dict[str, Any]:
 
 def simd_pinned() -> bool:
     return all(os.environ.get(k) == v for k, v in SIMD_ENV.items())
+
+
+_STARTED: dict[bool, tuple[Any, Path, Any]] = {}  # static -> (child, its json, its tempdir)
+
+
+def compute_all(static: bool) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every case's hashes, dynamic or static clock. The first call starts the child processes
+    of both (they run side by side on a 2-core machine) and later calls collect the other."""
+    if simd_pinned():
+        return compute(list(CASES), static)
+    if static not in _STARTED:
+        for st in (False, True):
+            tmp = tempfile.TemporaryDirectory()
+            dest = Path(tmp.name) / "hashes.json"
+            cmd = [sys.executable, "-m", "tests.golden.tables", "--json", str(dest),
+                   *(["--static"] if st else []), *CASES]
+            child = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **SIMD_ENV},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            _STARTED[st] = (child, dest, tmp)
+    child, dest, tmp = _STARTED[static]
+    out, err = child.communicate()
+    try:
+        if child.returncode != 0:
+            raise RuntimeError(f"golden tables failed to compute (exit {child.returncode}):\n"
+                               f"{out[-4000:]}{err[-8000:]}")
+        return json.loads(dest.read_text())
+    finally:
+        tmp.cleanup()
 
 
 def compute(cases: list[str], static: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
