@@ -14,6 +14,7 @@ and say in the commit and CHANGELOG which numbers changed and why.
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import json
 import os
@@ -124,55 +125,69 @@ def simd_pinned() -> bool:
     return all(os.environ.get(k) == v for k, v in SIMD_ENV.items())
 
 
-_STARTED: dict[bool, tuple[Any, Path, Any]] = {}  # static -> (child, its json, its tempdir)
+class _Child:
+    """``python -m tests.golden.tables --json`` in a child process with numpy's dispatch pinned
+    (SIMD_ENV: numpy cannot change it once imported), writing into a temporary folder."""
+
+    def __init__(self, cases: list[str], static: bool) -> None:
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dest = Path(self.tmp.name) / "hashes.json"
+        cmd = [sys.executable, "-m", "tests.golden.tables", "--json", str(self.dest),
+               *(["--static"] if static else []), *cases]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **SIMD_ENV},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def result(self) -> dict[str, dict[str, dict[str, Any]]]:
+        out, err = self.proc.communicate()
+        try:
+            if self.proc.returncode != 0:
+                raise RuntimeError(f"golden tables failed to compute (exit "
+                                   f"{self.proc.returncode}):\n{out[-4000:]}{err[-8000:]}")
+            return json.loads(self.dest.read_text())
+        finally:
+            self.tmp.cleanup()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+        self.tmp.cleanup()
+
+
+_STARTED: dict[bool, _Child] = {}  # static -> its child, started and not yet collected
+
+
+@atexit.register
+def _stop_uncollected() -> None:  # e.g. only one of the two test modules ran
+    for child in _STARTED.values():
+        child.stop()
+    _STARTED.clear()
 
 
 def compute_all(static: bool) -> dict[str, dict[str, dict[str, Any]]]:
     """Every case's hashes, dynamic or static clock. The first call starts the child processes
-    of both (they run side by side on a 2-core machine) and later calls collect the other."""
+    of both (they run side by side on a 2-core machine); the other's is collected later."""
     if simd_pinned():
         return compute(list(CASES), static)
     if static not in _STARTED:
         for st in (False, True):
-            tmp = tempfile.TemporaryDirectory()
-            dest = Path(tmp.name) / "hashes.json"
-            cmd = [sys.executable, "-m", "tests.golden.tables", "--json", str(dest),
-                   *(["--static"] if st else []), *CASES]
-            child = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **SIMD_ENV},
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            _STARTED[st] = (child, dest, tmp)
-    child, dest, tmp = _STARTED[static]
-    out, err = child.communicate()
-    try:
-        if child.returncode != 0:
-            raise RuntimeError(f"golden tables failed to compute (exit {child.returncode}):\n"
-                               f"{out[-4000:]}{err[-8000:]}")
-        return json.loads(dest.read_text())
-    finally:
-        tmp.cleanup()
+            if st not in _STARTED:
+                _STARTED[st] = _Child(list(CASES), st)
+    return _STARTED.pop(static).result()
 
 
 def compute(cases: list[str], static: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
     """Each case's table hashes, computed in a process whose numpy dispatch is pinned (SIMD_ENV):
-    this one if it already is, else a child process (numpy cannot change it once imported)."""
-    if simd_pinned():
-        out = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            for name in cases:
-                if static:
-                    CASES[name] = {**CASES[name], **STATIC_OVERRIDES}
-                out[name] = run_case(name, Path(tmp))
-        return out
+    this one if it already is, else a child process."""
+    if not simd_pinned():
+        return _Child(cases, static).result()
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        dest = Path(tmp) / "hashes.json"
-        cmd = [sys.executable, "-m", "tests.golden.tables", "--json", str(dest),
-               *(["--static"] if static else []), *cases]
-        done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **SIMD_ENV},
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"golden tables failed to compute (exit {done.returncode}):\n"
-                               f"{done.stdout[-4000:]}{done.stderr[-8000:]}")
-        return json.loads(dest.read_text())
+        for name in cases:
+            if static:
+                CASES[name] = {**CASES[name], **STATIC_OVERRIDES}
+            out[name] = run_case(name, Path(tmp))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
