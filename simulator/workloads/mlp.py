@@ -119,12 +119,8 @@ class MLPWorkload:
         return self._init.copy()
 
     def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        out, i = {}, 0
-        for name, shape in zip(self.names, self.shapes, strict=True):
-            n = int(np.prod(shape))
-            out[name] = flat[i:i + n].view(shape)
-            i += n
-        return out
+        """A flat parameter vector [P] as views by parameter name."""
+        return {k: v[0] for k, v in self._unflatten_rows(flat.view(1, -1)).items()}
 
     def evaluate(self, flat: np.ndarray) -> tuple[float, float]:
         x, y = self.dataset.test_data()
